@@ -1,0 +1,1 @@
+//! Shared helpers for the Rollcall benchmarks (counting allocator lives in each bench).

@@ -1,0 +1,90 @@
+//! Bucketed deadlines: the timer structure behind expiry, grace, idle and batch flushes.
+//!
+//! Deadlines are rounded up to a bucket of `granularity` ms. Popping costs O(items due) plus
+//! O(log buckets) to find the first bucket, so a tick with nothing due is a single map
+//! lookup however many timers are pending. Entries are never cancelled in place: the owner
+//! remembers the bucket it last scheduled and ignores stale entries when they pop (lazy
+//! cancellation), which keeps re-arming O(1).
+
+use std::collections::BTreeMap;
+
+use crate::time::Millis;
+
+/// A set of items, each due at a bucketed deadline.
+#[derive(Debug)]
+pub(crate) struct Deadlines<T> {
+    granularity: u64,
+    buckets: BTreeMap<u64, Vec<T>>,
+}
+
+impl<T> Deadlines<T> {
+    /// An empty set whose deadlines are rounded up to multiples of `granularity` (> 0).
+    pub(crate) fn new(granularity: Millis) -> Self {
+        Deadlines {
+            granularity: granularity.0.max(1),
+            buckets: BTreeMap::new(),
+        }
+    }
+
+    /// The bucket a deadline falls in; items in bucket `b` pop once `now ≥ b × granularity`.
+    pub(crate) fn bucket_of(&self, at: Millis) -> u64 {
+        at.0.div_ceil(self.granularity)
+    }
+
+    /// Schedules `item` at `at` (rounded up) and returns its bucket, the owner's staleness token.
+    pub(crate) fn schedule(&mut self, at: Millis, item: T) -> u64 {
+        let bucket = self.bucket_of(at);
+        self.buckets.entry(bucket).or_default().push(item);
+        bucket
+    }
+
+    /// When the earliest bucket becomes due, if any item is pending.
+    pub(crate) fn next_due(&self) -> Option<Millis> {
+        self.buckets
+            .first_key_value()
+            .map(|(b, _)| Millis(b.saturating_mul(self.granularity)))
+    }
+
+    /// Moves every item of every bucket due at `now` into `out`, with its bucket.
+    pub(crate) fn pop_due(&mut self, now: Millis, out: &mut Vec<(u64, T)>) {
+        while let Some(entry) = self.buckets.first_entry() {
+            if entry.key().saturating_mul(self.granularity) > now.0 {
+                break;
+            }
+            let bucket = *entry.key();
+            out.extend(entry.remove().into_iter().map(|item| (bucket, item)));
+        }
+    }
+
+    /// Number of scheduled entries, stale ones included (for tests and stats).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.buckets.values().map(Vec::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_pop_once_their_rounded_deadline_passes() {
+        let mut d = Deadlines::new(Millis(10));
+        assert_eq!(d.schedule(Millis(11), "a"), 2);
+        d.schedule(Millis(20), "b");
+        d.schedule(Millis(35), "c");
+        let mut out = Vec::new();
+        d.pop_due(Millis(19), &mut out);
+        assert!(out.is_empty());
+        d.pop_due(Millis(20), &mut out);
+        assert_eq!(out, vec![(2, "a"), (2, "b")]);
+        assert_eq!(d.next_due(), Some(Millis(40)));
+        assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn an_empty_set_has_no_next_deadline() {
+        let d: Deadlines<u8> = Deadlines::new(Millis(5));
+        assert_eq!(d.next_due(), None);
+    }
+}
