@@ -1,0 +1,364 @@
+//! Scenario tests of the engine's public API on a fake clock.
+
+use rollcall_core::{
+    Config, ConnId, Engine, Key, LeaveReason, Meta, Millis, Outputs, QueryError, Status,
+    StatusEvent, Topic, TrackChange, TrackError,
+};
+
+fn engine(cfg: Config) -> Engine {
+    Engine::new(Config {
+        timer_granularity: Millis(1),
+        ..cfg
+    })
+    .unwrap()
+}
+
+fn meta(s: &str) -> Meta {
+    Meta::parse(s).unwrap()
+}
+
+#[test]
+fn key_with_two_devices_stays_online_when_one_closes() {
+    let e = engine(Config {
+        offline_grace: Millis::ZERO,
+        ..Config::default()
+    });
+    let (t, k) = (Topic::new("realtime:family"), Key::new("mum"));
+    let mut out = Outputs::default();
+    e.connect(ConnId(1), Millis(0)).unwrap();
+    e.connect(ConnId(2), Millis(0)).unwrap();
+    e.track(
+        ConnId(1),
+        &t,
+        &k,
+        meta(r#"{"d":"phone"}"#),
+        Millis(1),
+        &mut out,
+    )
+    .unwrap();
+    e.track(
+        ConnId(2),
+        &t,
+        &k,
+        meta(r#"{"d":"laptop"}"#),
+        Millis(2),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out.events.len(), 1, "one login for two devices");
+    out.clear();
+    assert!(e.close(ConnId(1), Millis(3), &mut out));
+    assert!(out.events.is_empty(), "no logout while the laptop is on");
+    assert_eq!(out.diffs[0].diff.leaves.len(), 1);
+    let s = &e.statuses(&[k.clone()], Millis(4)).unwrap()[0];
+    assert_eq!((s.status, s.connections), (Status::Online, 1));
+    assert_eq!(e.get("realtime:family", "mum").len(), 1);
+    out.clear();
+    e.close(ConnId(2), Millis(5), &mut out);
+    assert_eq!(
+        out.events,
+        vec![StatusEvent::Logout {
+            key: k.clone(),
+            at: Millis(5),
+            reason: LeaveReason::Closed
+        }]
+    );
+    let s = &e.statuses(&[k], Millis(9)).unwrap()[0];
+    assert_eq!((s.status, s.last_seen), (Status::Offline, Some(Millis(5))));
+}
+
+#[test]
+fn reload_within_grace_emits_no_logout() {
+    let e = engine(Config {
+        offline_grace: Millis(1000),
+        ..Config::default()
+    });
+    let (t, k) = (Topic::new("t"), Key::new("u"));
+    let mut out = Outputs::default();
+    e.connect(ConnId(1), Millis(0)).unwrap();
+    e.track(ConnId(1), &t, &k, Meta::empty(), Millis(0), &mut out)
+        .unwrap();
+    e.close(ConnId(1), Millis(100), &mut out);
+    e.connect(ConnId(2), Millis(300)).unwrap();
+    e.track(ConnId(2), &t, &k, Meta::empty(), Millis(300), &mut out)
+        .unwrap();
+    e.tick(Millis(5000), &mut out);
+    let logins = out
+        .events
+        .iter()
+        .filter(|e| matches!(e, StatusEvent::Login { .. }))
+        .count();
+    let logouts = out
+        .events
+        .iter()
+        .filter(|e| matches!(e, StatusEvent::Logout { .. }))
+        .count();
+    assert_eq!((logins, logouts), (1, 0));
+}
+
+#[test]
+fn a_silent_connection_times_out_and_logs_out_at_its_last_heartbeat() {
+    let e = engine(Config {
+        heartbeat_interval: Millis(1000),
+        missed_heartbeats: 3,
+        offline_grace: Millis(500),
+        ..Config::default()
+    });
+    let (t, k) = (Topic::new("t"), Key::new("u"));
+    let mut out = Outputs::default();
+    e.connect(ConnId(7), Millis(0)).unwrap();
+    e.track(ConnId(7), &t, &k, Meta::empty(), Millis(0), &mut out)
+        .unwrap();
+    assert!(e.heartbeat(ConnId(7), Millis(1000)));
+    out.clear();
+    e.tick(Millis(3999), &mut out);
+    assert!(out.expired.is_empty());
+    e.tick(Millis(4000), &mut out);
+    assert_eq!(out.expired, vec![ConnId(7)]);
+    assert_eq!(out.diffs.len(), 1);
+    assert!(out.events.is_empty(), "logout waits for the grace period");
+    e.tick(Millis(4500), &mut out);
+    assert_eq!(
+        out.events,
+        vec![StatusEvent::Logout {
+            key: k,
+            at: Millis(1000),
+            reason: LeaveReason::Timeout
+        }]
+    );
+    assert!(!e.heartbeat(ConnId(7), Millis(4600)));
+}
+
+#[test]
+fn idle_after_inactivity_and_active_again_on_activity() {
+    let e = engine(Config {
+        idle_after: Some(Millis(100)),
+        heartbeat_interval: Millis(10_000),
+        ..Config::default()
+    });
+    let (t, k) = (Topic::new("t"), Key::new("u"));
+    let mut out = Outputs::default();
+    e.connect(ConnId(1), Millis(0)).unwrap();
+    e.track(ConnId(1), &t, &k, Meta::empty(), Millis(0), &mut out)
+        .unwrap();
+    e.heartbeat(ConnId(1), Millis(90)); // heartbeats are not activity
+    e.activity(&k, Millis(50), &mut out);
+    out.clear();
+    e.tick(Millis(149), &mut out);
+    assert!(out.events.is_empty());
+    e.tick(Millis(150), &mut out);
+    assert_eq!(
+        out.events,
+        vec![StatusEvent::Idle {
+            key: k.clone(),
+            at: Millis(150)
+        }]
+    );
+    out.clear();
+    e.track(ConnId(1), &t, &k, meta(r#"{"x":1}"#), Millis(200), &mut out)
+        .unwrap();
+    assert_eq!(
+        out.events,
+        vec![StatusEvent::Active {
+            key: k,
+            at: Millis(200)
+        }]
+    );
+}
+
+#[test]
+fn watch_sets_see_only_real_changes() {
+    let e = engine(Config {
+        offline_grace: Millis::ZERO,
+        ..Config::default()
+    });
+    let (t, kid) = (Topic::new("t"), Key::new("child-1"));
+    let mut out = Outputs::default();
+    let (w, initial) = e
+        .watch(vec![kid.clone(), Key::new("child-2")], Millis(0))
+        .unwrap();
+    assert!(
+        initial
+            .iter()
+            .all(|s| s.status == Status::Offline && s.last_seen.is_none())
+    );
+    e.connect(ConnId(1), Millis(0)).unwrap();
+    e.connect(ConnId(2), Millis(0)).unwrap();
+    e.track(ConnId(1), &t, &kid, Meta::empty(), Millis(1), &mut out)
+        .unwrap();
+    e.track(ConnId(2), &t, &kid, Meta::empty(), Millis(2), &mut out)
+        .unwrap();
+    e.track(
+        ConnId(2),
+        &Topic::new("t2"),
+        &kid,
+        Meta::empty(),
+        Millis(2),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out.watch.len(), 1, "online once, not per device or topic");
+    assert_eq!(
+        (out.watch[0].watch, out.watch[0].status),
+        (w, Status::Online)
+    );
+    out.clear();
+    e.close(ConnId(1), Millis(3), &mut out);
+    assert!(out.watch.is_empty());
+    e.close(ConnId(2), Millis(4), &mut out);
+    assert_eq!(out.watch.len(), 1);
+    assert_eq!(out.watch[0].status, Status::Offline);
+    assert!(e.unwatch(w));
+    assert!(!e.unwatch(w));
+    out.clear();
+    e.connect(ConnId(3), Millis(5)).unwrap();
+    e.track(ConnId(3), &t, &kid, Meta::empty(), Millis(5), &mut out)
+        .unwrap();
+    assert!(out.watch.is_empty(), "an unwatched set hears nothing");
+}
+
+#[test]
+fn batch_queries_are_bounded() {
+    let e = engine(Config {
+        max_batch_keys: 2,
+        ..Config::default()
+    });
+    let keys: Vec<Key> = ["a", "b", "c"].iter().map(|k| Key::new(k)).collect();
+    assert_eq!(
+        e.statuses(&keys, Millis(0)),
+        Err(QueryError::TooManyKeys { len: 3, max: 2 })
+    );
+    assert!(e.watch(keys, Millis(0)).is_err());
+}
+
+#[test]
+fn oversized_meta_and_unknown_connections_are_refused() {
+    let e = engine(Config {
+        max_meta_bytes: 10,
+        ..Config::default()
+    });
+    let (t, k) = (Topic::new("t"), Key::new("u"));
+    let mut out = Outputs::default();
+    let big = meta(r#"{"status":"online"}"#);
+    assert_eq!(
+        e.track(ConnId(1), &t, &k, Meta::empty(), Millis(0), &mut out),
+        Err(TrackError::UnknownConnection(ConnId(1)))
+    );
+    e.connect(ConnId(1), Millis(0)).unwrap();
+    assert_eq!(
+        e.track(ConnId(1), &t, &k, big.clone(), Millis(0), &mut out),
+        Err(TrackError::MetaTooLarge {
+            len: big.len(),
+            max: 10
+        })
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn state_json_is_the_presence_state_payload() {
+    let e = engine(Config::default());
+    let t = Topic::new("realtime:room1");
+    let mut out = Outputs::default();
+    e.connect(ConnId(1), Millis(0)).unwrap();
+    let tracked = e
+        .track(
+            ConnId(1),
+            &t,
+            &Key::new("alice"),
+            meta(r#"{"status":"online"}"#),
+            Millis(0),
+            &mut out,
+        )
+        .unwrap();
+    assert_eq!(tracked.change, TrackChange::Joined);
+    let mut json = Vec::new();
+    e.write_state_json("realtime:room1", &mut json);
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"alice": {"metas": [{"status": "online", "phx_ref": tracked.presence_ref.to_string()}]}})
+    );
+    json.clear();
+    e.write_state_json("realtime:empty", &mut json);
+    assert_eq!(json, b"{}");
+    let s = e.stats();
+    assert_eq!(
+        (s.connections, s.topics, s.presences, s.keys_online),
+        (1, 1, 1, 1)
+    );
+}
+
+#[test]
+fn refs_differ_across_engines_with_different_seeds() {
+    let a = Engine::new(Config {
+        ref_seed: 1,
+        ..Config::default()
+    })
+    .unwrap();
+    let b = Engine::new(Config {
+        ref_seed: 2,
+        ..Config::default()
+    })
+    .unwrap();
+    let mut out = Outputs::default();
+    let t = Topic::new("t");
+    a.connect(ConnId(1), Millis(0)).unwrap();
+    b.connect(ConnId(1), Millis(0)).unwrap();
+    let ra = a
+        .track(
+            ConnId(1),
+            &t,
+            &Key::new("k"),
+            Meta::empty(),
+            Millis(0),
+            &mut out,
+        )
+        .unwrap();
+    let rb = b
+        .track(
+            ConnId(1),
+            &t,
+            &Key::new("k"),
+            Meta::empty(),
+            Millis(0),
+            &mut out,
+        )
+        .unwrap();
+    assert_ne!(ra.presence_ref, rb.presence_ref);
+}
+
+#[test]
+fn the_engine_is_shareable_between_threads() {
+    let e = std::sync::Arc::new(engine(Config::default()));
+    let handles: Vec<_> = (0..4u64)
+        .map(|i| {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                let mut out = Outputs::default();
+                for j in 0..500u64 {
+                    let c = ConnId(i * 1000 + j);
+                    e.connect(c, Millis(0)).unwrap();
+                    let t = Topic::new(&format!("t{}", j % 7));
+                    e.track(
+                        c,
+                        &t,
+                        &Key::new(&format!("k{j}")),
+                        Meta::empty(),
+                        Millis(0),
+                        &mut out,
+                    )
+                    .unwrap();
+                    if j % 2 == 0 {
+                        e.close(c, Millis(1), &mut out);
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let s = e.stats();
+    assert_eq!((s.connections, s.presences), (1000, 1000));
+}
