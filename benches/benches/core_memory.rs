@@ -1,0 +1,53 @@
+//! Heap bytes per presence at 100k, 1M and 10M presences over 1,000 topics (beyond the metas'
+//! own bytes), counted by a global allocator. Also reports track throughput of the same run.
+//!
+//! Run with: `cargo bench -p rollcall-benches --bench core_memory` (add `-- 100000` to pick
+//! sizes).
+
+use std::time::Instant;
+
+use rollcall_benches::{CountingAlloc, Workload, live_bytes};
+use rollcall_core::{Config, Engine, Outputs};
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![100_000, 1_000_000, 10_000_000]
+    } else {
+        sizes
+    };
+    println!("presences,topics,engine_bytes,bytes_per_presence,meta_bytes_per_presence,connect_s,track_s,tracks_per_s");
+    for n in sizes {
+        let work = Workload::new(n, 1000);
+        let before = live_bytes();
+        let engine = Engine::new(Config {
+            max_keys_per_topic: usize::MAX,
+            ..Config::default()
+        })
+        .expect("valid config");
+        let t0 = Instant::now();
+        work.connect_all(&engine);
+        let connect_s = t0.elapsed().as_secs_f64();
+        let mut out = Outputs::default();
+        let t1 = Instant::now();
+        work.track_all(&engine, &mut out);
+        let track_s = t1.elapsed().as_secs_f64();
+        // Keys are shared with the workload vectors, so their bytes are counted in `before`;
+        // count them as engine memory since a real engine owns its keys.
+        let key_bytes: usize = work.keys.iter().map(|k| 16 + k.len()).sum();
+        let engine_bytes = (live_bytes() - before) as usize + key_bytes;
+        println!(
+            "{n},1000,{engine_bytes},{:.1},{:.1},{connect_s:.3},{track_s:.3},{:.0}",
+            engine_bytes as f64 / n as f64,
+            work.meta_bytes() as f64 / n as f64,
+            n as f64 / track_s
+        );
+        drop(engine);
+    }
+}
