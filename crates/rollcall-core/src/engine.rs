@@ -21,7 +21,7 @@ use crate::error::{ConfigError, ConnectError, QueryError, TrackError};
 use crate::ids::{ConnId, Key, PresenceRef, Topic, WatchId};
 use crate::liveness::{ConnRecord, ConnShard};
 use crate::meta::Meta;
-use crate::output::{KeyStatus, LeaveReason, Outputs};
+use crate::output::{KeyStatus, LeaveReason, Outputs, TopicDiff};
 use crate::status::KeyShard;
 use crate::table::{TopicShard, TrackChange};
 use crate::time::Millis;
@@ -33,7 +33,6 @@ use crate::time::Millis;
 /// message, [`Engine::track`]/[`Engine::untrack`] as clients ask, [`Engine::close`] when the
 /// socket closes, and [`Engine::tick`] whenever [`Engine::poll_timeout`] says (or on a fixed
 /// period). Each mutating call appends to an [`Outputs`] the caller drains.
-#[derive(Debug)]
 pub struct Engine {
     cfg: Config,
     conns: Box<[Mutex<ConnShard>]>,
@@ -43,7 +42,13 @@ pub struct Engine {
     next_ref: AtomicU64,
     next_watch: AtomicU64,
     watches: Mutex<HashMap<WatchId, Vec<Key>>>,
+    sink: Option<DiffSink>,
 }
+
+/// Receives each diff while its topic's shard is still locked, so diffs of one topic reach the
+/// sink in exactly the order they were produced, whichever threads produced them. It must be
+/// quick and must not block or call back into the engine (enqueue the bytes and return).
+pub type DiffSink = Box<dyn Fn(&TopicDiff) + Send + Sync>;
 
 /// Result of a successful [`Engine::track`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +70,15 @@ pub struct Stats {
     pub presences: usize,
     /// Keys online or idle (including those within `offline_grace`).
     pub keys_online: usize,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("cfg", &self.cfg)
+            .field("sink", &self.sink.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -90,8 +104,30 @@ impl Engine {
             next_ref: AtomicU64::new(((cfg.ref_seed & 0xff_ffff) << 40) | 1),
             next_watch: AtomicU64::new(1),
             watches: Mutex::new(HashMap::new()),
+            sink: None,
             cfg,
         })
+    }
+
+    /// Builds an engine that hands every diff to `sink` (under the topic's lock, hence in
+    /// order per topic) instead of appending it to `Outputs::diffs`.
+    ///
+    /// # Errors
+    /// A field of `cfg` is out of range (see [`Config::validate`]).
+    pub fn with_diff_sink(cfg: Config, sink: DiffSink) -> Result<Engine, ConfigError> {
+        let mut engine = Engine::new(cfg)?;
+        engine.sink = Some(sink);
+        Ok(engine)
+    }
+
+    /// Passes diffs appended since `mark` to the sink, if there is one. Call with the topic
+    /// shard still locked.
+    fn route(&self, diffs: &mut Vec<TopicDiff>, mark: usize) {
+        if let Some(sink) = &self.sink {
+            for d in diffs.drain(mark..) {
+                sink(&d);
+            }
+        }
     }
 
     /// The configuration in force.
@@ -174,7 +210,10 @@ impl Engine {
             TrackChange::Updated => self.key_shard(key).activity(key, now, &self.cfg, out),
             TrackChange::Unchanged => {}
         }
+        let mark = out.diffs.len();
         topics.emit(topic, diff, now, &self.cfg, &mut out.diffs);
+        self.route(&mut out.diffs, mark);
+        drop(topics);
         Ok(Tracked {
             presence_ref,
             change,
@@ -268,7 +307,9 @@ impl Engine {
         if let Some(diff) = topics.untrack(topic, key, conn) {
             self.key_shard(key)
                 .presence_removed(key, conn, at, reason, now, &self.cfg, out);
+            let mark = out.diffs.len();
             topics.emit(topic, diff, now, &self.cfg, &mut out.diffs);
+            self.route(&mut out.diffs, mark);
         }
     }
 
@@ -289,14 +330,20 @@ impl Engine {
             lock(shard).tick(now, &self.cfg, out);
         }
         for shard in self.topics.iter() {
-            lock(shard).flush(now, false, &mut out.diffs);
+            let mut guard = lock(shard);
+            let mark = out.diffs.len();
+            guard.flush(now, false, &mut out.diffs);
+            self.route(&mut out.diffs, mark);
         }
     }
 
     /// Emits every pending diff batch now (for shutdown).
     pub fn flush(&self, out: &mut Outputs) {
         for shard in self.topics.iter() {
-            lock(shard).flush(Millis::ZERO, true, &mut out.diffs);
+            let mut guard = lock(shard);
+            let mark = out.diffs.len();
+            guard.flush(Millis::ZERO, true, &mut out.diffs);
+            self.route(&mut out.diffs, mark);
         }
     }
 

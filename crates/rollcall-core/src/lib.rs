@@ -61,7 +61,7 @@ mod timer;
 
 pub use config::Config;
 pub use diff::{Diff, DiffEntry, PresenceView};
-pub use engine::{Engine, Stats, Tracked};
+pub use engine::{DiffSink, Engine, Stats, Tracked};
 pub use error::{ConfigError, ConnectError, MetaError, QueryError, TrackError};
 pub use ids::{ConnId, Key, PRESENCE_REF_LEN, PresenceRef, Topic, WatchId};
 pub use json::{write_presence, write_state};

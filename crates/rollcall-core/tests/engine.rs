@@ -50,7 +50,7 @@ fn key_with_two_devices_stays_online_when_one_closes() {
     assert!(e.close(ConnId(1), Millis(3), &mut out));
     assert!(out.events.is_empty(), "no logout while the laptop is on");
     assert_eq!(out.diffs[0].diff.leaves.len(), 1);
-    let s = &e.statuses(&[k.clone()], Millis(4)).unwrap()[0];
+    let s = &e.statuses(std::slice::from_ref(&k), Millis(4)).unwrap()[0];
     assert_eq!((s.status, s.connections), (Status::Online, 1));
     assert_eq!(e.get("realtime:family", "mum").len(), 1);
     out.clear();
@@ -361,4 +361,35 @@ fn the_engine_is_shareable_between_threads() {
     }
     let s = e.stats();
     assert_eq!((s.connections, s.presences), (1000, 1000));
+}
+
+#[test]
+fn a_diff_sink_receives_diffs_in_order_instead_of_outputs() {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<(String, usize, usize)>>> = Arc::default();
+    let sink_seen = seen.clone();
+    let e = Engine::with_diff_sink(
+        Config::default(),
+        Box::new(move |d| {
+            sink_seen.lock().unwrap().push((
+                d.topic.to_string(),
+                d.diff.joins.len(),
+                d.diff.leaves.len(),
+            ))
+        }),
+    )
+    .unwrap();
+    let (t, k) = (Topic::new("t"), Key::new("k"));
+    let mut out = Outputs::default();
+    e.connect(ConnId(1), Millis(0)).unwrap();
+    e.track(ConnId(1), &t, &k, Meta::empty(), Millis(0), &mut out)
+        .unwrap();
+    e.track(ConnId(1), &t, &k, meta(r#"{"a":1}"#), Millis(0), &mut out)
+        .unwrap();
+    e.close(ConnId(1), Millis(1), &mut out);
+    assert!(out.diffs.is_empty());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![("t".into(), 1, 0), ("t".into(), 1, 1), ("t".into(), 0, 1)]
+    );
 }
