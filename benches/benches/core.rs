@@ -97,13 +97,22 @@ fn queries(c: &mut Criterion) {
     let engine = big_engine();
     let topic = Topic::new("realtime:big-room");
     let mut out = Outputs::default();
-    let keys: Vec<Key> = (0..10_000).map(|i| Key::from(format!("user-{i}"))).collect();
+    let keys: Vec<Key> = (0..10_000)
+        .map(|i| Key::from(format!("user-{i}")))
+        .collect();
     for (i, key) in keys.iter().enumerate() {
         let c = ConnId(i as u64);
         engine.connect(c, Millis(0)).expect("fresh id");
-        let t = if i < 1000 { topic.clone() } else { Topic::from(format!("realtime:r{}", i % 100)) };
-        let meta = Meta::parse(&format!(r#"{{"status":"online","online_at":{i}}}"#)).expect("valid");
-        engine.track(c, &t, key, meta, Millis(1), &mut out).expect("within limits");
+        let t = if i < 1000 {
+            topic.clone()
+        } else {
+            Topic::from(format!("realtime:r{}", i % 100))
+        };
+        let meta =
+            Meta::parse(&format!(r#"{{"status":"online","online_at":{i}}}"#)).expect("valid");
+        engine
+            .track(c, &t, key, meta, Millis(1), &mut out)
+            .expect("within limits");
         out.clear();
     }
     let mut g = c.benchmark_group("queries");

@@ -22,7 +22,9 @@ fn main() {
     } else {
         sizes
     };
-    println!("presences,topics,engine_bytes,bytes_per_presence,meta_bytes_per_presence,connect_s,track_s,tracks_per_s");
+    println!(
+        "presences,topics,engine_bytes,bytes_per_presence,meta_bytes_per_presence,connect_s,track_s,tracks_per_s"
+    );
     for n in sizes {
         let work = Workload::new(n, 1000);
         let before = live_bytes();

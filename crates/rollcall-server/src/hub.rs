@@ -1,0 +1,307 @@
+//! Shared server state: the engine, the topic → subscribers registry used for fan-out, the
+//! open connections, the clock and the metrics.
+//!
+//! Fan-out encodes a message once per topic and serializer and hands every subscriber the same
+//! reference-counted bytes. Diffs arrive through the engine's diff sink, under the core's topic
+//! lock, so subscribers see a topic's diffs in the order they happened.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use axum::extract::ws::{Message, Utf8Bytes};
+use dashmap::DashMap;
+use rollcall_core::{ConnId, Engine, Millis, Outputs, StatusEvent, TopicDiff};
+use rollcall_phoenix::{Vsn, encode_broadcast, event};
+use tokio::sync::{Notify, mpsc};
+
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+
+/// Why the server closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillReason {
+    /// Missed heartbeats.
+    Timeout,
+    /// Its outbound queue was full.
+    SlowConsumer,
+}
+
+/// Control block of one open connection, shared with the fan-out and the timer task.
+#[derive(Debug)]
+pub struct ConnCtl {
+    kill: Notify,
+    reason: std::sync::Mutex<Option<KillReason>>,
+}
+
+impl ConnCtl {
+    fn new() -> ConnCtl {
+        ConnCtl {
+            kill: Notify::new(),
+            reason: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Asks the connection's task to close the socket (first reason wins).
+    pub fn kill(&self, reason: KillReason) {
+        let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if r.is_none() {
+            *r = Some(reason);
+        }
+        self.kill.notify_one();
+    }
+
+    /// Waits until [`ConnCtl::kill`] is called; returns the reason.
+    pub async fn killed(&self) -> KillReason {
+        loop {
+            if let Some(r) = *self.reason.lock().unwrap_or_else(|e| e.into_inner()) {
+                return r;
+            }
+            self.kill.notified().await;
+        }
+    }
+}
+
+/// The sending side of a connection: its bounded queue and its control block.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Message>,
+    ctl: Arc<ConnCtl>,
+}
+
+impl Outbox {
+    /// Creates a queue of `bound` messages; returns the outbox and the receiving end.
+    pub fn new(bound: usize) -> (Outbox, mpsc::Receiver<Message>, Arc<ConnCtl>) {
+        let (tx, rx) = mpsc::channel(bound);
+        let ctl = Arc::new(ConnCtl::new());
+        (
+            Outbox {
+                tx,
+                ctl: ctl.clone(),
+            },
+            rx,
+            ctl,
+        )
+    }
+
+    /// Enqueues without waiting; a full queue closes the connection as a slow consumer.
+    pub fn send(&self, msg: Message, metrics: &Metrics) -> bool {
+        match self.tx.try_send(msg) {
+            Ok(()) => {
+                Metrics::inc(&metrics.messages_out);
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                Metrics::inc(&metrics.slow_consumers);
+                self.ctl.kill(KillReason::SlowConsumer);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// One joined channel, as the fan-out sees it.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    /// The connection.
+    pub conn: ConnId,
+    /// The channel's join ref (a connection may rejoin a topic).
+    pub join_ref: Arc<str>,
+    /// The connection's serializer.
+    pub vsn: Vsn,
+    /// Where to put frames.
+    pub outbox: Outbox,
+}
+
+/// The subscribers of one internal topic.
+#[derive(Debug)]
+pub struct TopicSubs {
+    /// The topic as clients joined it (`realtime:room`), used in outgoing frames.
+    pub external: Arc<str>,
+    /// Joined channels.
+    pub subs: Vec<Subscriber>,
+}
+
+/// Topic → subscribers.
+pub type Registry = DashMap<String, TopicSubs>;
+
+/// Everything the connection tasks, timer task and HTTP handlers share.
+pub struct Hub {
+    /// Validated configuration.
+    pub cfg: ServerConfig,
+    /// The presence engine.
+    pub engine: Engine,
+    /// Fan-out registry.
+    pub registry: Arc<Registry>,
+    /// Open connections.
+    pub conns: DashMap<ConnId, Arc<ConnCtl>>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Joined channels on all connections.
+    pub channels: AtomicUsize,
+    /// Open sockets (drops to 0 when a shutdown has drained).
+    pub sockets: AtomicUsize,
+    /// Signalled when `sockets` changes, for the shutdown drain.
+    pub sockets_changed: Notify,
+    start: Instant,
+    start_unix_ms: u64,
+    next_conn: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// Builds the hub and wires the engine's diff sink to the registry.
+    ///
+    /// # Errors
+    /// The engine configuration is invalid.
+    pub fn new(cfg: ServerConfig) -> Result<Arc<Hub>, rollcall_core::ConfigError> {
+        let registry: Arc<Registry> = Arc::new(DashMap::new());
+        let metrics = Arc::new(Metrics::default());
+        let sink_registry = registry.clone();
+        let sink_metrics = metrics.clone();
+        let engine = Engine::with_diff_sink(
+            cfg.core.clone(),
+            Box::new(move |d: &TopicDiff| fan_out_diff(&sink_registry, &sink_metrics, d)),
+        )?;
+        let start_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Ok(Arc::new(Hub {
+            cfg,
+            engine,
+            registry,
+            conns: DashMap::new(),
+            metrics,
+            channels: AtomicUsize::new(0),
+            sockets: AtomicUsize::new(0),
+            sockets_changed: Notify::new(),
+            start: Instant::now(),
+            start_unix_ms,
+            next_conn: std::sync::atomic::AtomicU64::new(1),
+        }))
+    }
+
+    /// Milliseconds since the server started: the engine's clock.
+    pub fn now(&self) -> Millis {
+        Millis(self.start.elapsed().as_millis() as u64)
+    }
+
+    /// Converts an engine time to Unix milliseconds.
+    pub fn to_unix_ms(&self, t: Millis) -> u64 {
+        self.start_unix_ms + t.0
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> ConnId {
+        ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Logs and counts status events (persistence adapters hook in here).
+    pub fn handle_events(&self, out: &mut Outputs) {
+        for e in out.events.drain(..) {
+            match &e {
+                StatusEvent::Login { key, .. } => {
+                    Metrics::inc(&self.metrics.logins);
+                    tracing::info!(key = %key, "login");
+                }
+                StatusEvent::Logout { key, reason, .. } => {
+                    Metrics::inc(&self.metrics.logouts);
+                    tracing::info!(key = %key, reason = reason.as_str(), "logout");
+                }
+                StatusEvent::Idle { key, .. } => tracing::info!(key = %key, "idle"),
+                StatusEvent::Active { key, .. } => tracing::info!(key = %key, "active"),
+            }
+        }
+        out.watch.clear();
+        for conn in out.expired.drain(..) {
+            Metrics::inc(&self.metrics.timeouts);
+            if let Some(ctl) = self.conns.get(&conn) {
+                ctl.kill(KillReason::Timeout);
+            }
+        }
+        out.diffs.clear();
+    }
+
+    /// Sends an already-encoded JSON payload as `event` to every channel of `internal_topic`,
+    /// except `skip` (a sender with `broadcast.self` false). One encoding per serializer.
+    pub fn broadcast_json(
+        &self,
+        internal_topic: &str,
+        event_name: &str,
+        payload_json: &str,
+        skip: Option<(ConnId, &str)>,
+    ) {
+        let Some(entry) = self.registry.get(internal_topic) else {
+            return;
+        };
+        let mut frames = Frames::default();
+        for sub in &entry.subs {
+            if skip.is_some_and(|(c, jr)| c == sub.conn && *sub.join_ref == *jr) {
+                continue;
+            }
+            let msg = frames.get(sub.vsn, |vsn, out| {
+                encode_broadcast(vsn, &entry.external, event_name, payload_json, out)
+            });
+            sub.outbox.send(msg, &self.metrics);
+        }
+    }
+}
+
+/// Lazily encoded copies of one message, one per serializer, shared by all recipients.
+#[derive(Default)]
+pub struct Frames {
+    v1: Option<Message>,
+    v2: Option<Message>,
+}
+
+impl Frames {
+    /// The frame for `vsn`, encoding it on first use.
+    pub fn get(&mut self, vsn: Vsn, encode: impl FnOnce(Vsn, &mut Vec<u8>)) -> Message {
+        let slot = match vsn {
+            Vsn::V1 => &mut self.v1,
+            Vsn::V2 => &mut self.v2,
+        };
+        slot.get_or_insert_with(|| {
+            let mut buf = Vec::with_capacity(256);
+            encode(vsn, &mut buf);
+            text_message(buf)
+        })
+        .clone()
+    }
+}
+
+/// Wraps encoded JSON bytes as a text message without copying.
+pub fn text_message(buf: Vec<u8>) -> Message {
+    match Utf8Bytes::try_from(buf) {
+        Ok(text) => Message::Text(text),
+        // Encoders write serde_json output and UTF-8 input only; keep going if that breaks.
+        Err(_) => Message::Text(Utf8Bytes::from_static("")),
+    }
+}
+
+fn fan_out_diff(registry: &Registry, metrics: &Metrics, d: &TopicDiff) {
+    let Some(entry) = registry.get(d.topic.as_str()) else {
+        return;
+    };
+    let mut payload = Vec::with_capacity(128);
+    d.diff.write_json(&mut payload);
+    let payload = std::str::from_utf8(&payload).unwrap_or("{}");
+    let mut frames = Frames::default();
+    for sub in &entry.subs {
+        let msg = frames.get(sub.vsn, |vsn, out| {
+            encode_broadcast(vsn, &entry.external, event::PRESENCE_DIFF, payload, out)
+        });
+        if sub.outbox.send(msg, metrics) {
+            Metrics::inc(&metrics.diffs_sent);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Test helpers: start a server on a free loopback port with a chosen configuration.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rollcall_core::Millis;
+use rollcall_server::{Hub, ServerConfig};
+use tokio::sync::oneshot;
+
+/// A running server; dropping `stop` (or sending on it) shuts it down.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub hub: Arc<Hub>,
+    pub stop: Option<oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestServer {
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn ws_url(&self, vsn: &str) -> String {
+        format!(
+            "ws://{}/realtime/v1/websocket?apikey=test&vsn={vsn}",
+            self.addr
+        )
+    }
+
+    /// Triggers a graceful shutdown and waits for it.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.task.await.expect("server task")
+    }
+}
+
+/// Config for tests: short heartbeats so timeouts take seconds, not minutes.
+pub fn fast_config(heartbeat_ms: u64, missed: u32) -> ServerConfig {
+    let mut cfg = ServerConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..ServerConfig::default()
+    };
+    cfg.core.heartbeat_interval = Millis(heartbeat_ms);
+    cfg.core.missed_heartbeats = missed;
+    cfg.core.offline_grace = Millis(200);
+    cfg.core.timer_granularity = Millis(20);
+    cfg.shutdown_timeout = Millis(2000);
+    cfg
+}
+
+pub async fn start(cfg: ServerConfig) -> TestServer {
+    let listener = tokio::net::TcpListener::bind(cfg.bind).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hub = Hub::new(cfg).unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(rollcall_server::serve(listener, hub.clone(), async move {
+        let _ = rx.await;
+    }));
+    TestServer {
+        addr,
+        hub,
+        stop: Some(tx),
+        task,
+    }
+}
