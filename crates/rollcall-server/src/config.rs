@@ -85,6 +85,10 @@ pub struct Cli {
     /// Log format: text or json [default: text]. Levels come from RUST_LOG.
     #[arg(long, env = "ROLLCALL_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// This node's id, unique among nodes sharing a database or Redis; letters, digits, `-`
+    /// and `_`, at most 64 [default: a random id per start].
+    #[arg(long, env = "ROLLCALL_NODE_ID")]
+    pub node_id: Option<String>,
 }
 
 /// The same settings as they appear in the TOML file.
@@ -104,6 +108,7 @@ struct FileConfig {
     max_batch_keys: Option<u64>,
     shutdown_timeout: Option<String>,
     log_format: Option<String>,
+    node_id: Option<String>,
 }
 
 /// Log output format.
@@ -132,6 +137,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Millis,
     /// Log format.
     pub log_format: LogFormat,
+    /// This node's id (see `--node-id`).
+    pub node_id: String,
 }
 
 impl Default for ServerConfig {
@@ -144,8 +151,22 @@ impl Default for ServerConfig {
             outbound_queue: 1024,
             shutdown_timeout: Millis::from_secs(10),
             log_format: LogFormat::Text,
+            node_id: random_node_id(),
         }
     }
+}
+
+/// A fresh random node id such as `node-3f2a9c1e`.
+pub fn random_node_id() -> String {
+    format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+fn valid_node_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Parses a duration such as `250ms`, `10s`, `5m`, `1h` (a bare number is milliseconds).
@@ -304,7 +325,19 @@ impl ServerConfig {
                 });
             }
         };
+        let node_id = match pick(cli.node_id, file.node_id) {
+            None => d.node_id.clone(),
+            Some(id) if valid_node_id(&id) => id,
+            Some(id) => {
+                return Err(ConfigError::Invalid {
+                    key: "node_id",
+                    value: id,
+                    allowed: "1 to 64 letters, digits, '-' or '_'",
+                });
+            }
+        };
         Ok(ServerConfig {
+            node_id,
             bind,
             core,
             max_channels_per_connection: number(
