@@ -77,6 +77,12 @@ pub async fn serve(
         tracing::info!("shutting down");
         let _ = tx.send(true);
     };
+    // Small frames (heartbeat replies, diffs) must not wait for Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY failed");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(graceful)
         .await?;
