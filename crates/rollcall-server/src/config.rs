@@ -4,9 +4,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use clap::Parser;
 use rollcall_core::{Config as CoreConfig, Millis};
 use serde::Deserialize;
+
+use crate::auth::{AccessRule, Auth, PresenceKeySource};
 
 /// A configuration value that is missing, malformed or out of range. The binary prints it
 /// and exits with status 2.
@@ -85,10 +89,70 @@ pub struct Cli {
     /// Log format: text or json [default: text]. Levels come from RUST_LOG.
     #[arg(long, env = "ROLLCALL_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// HS256/384/512 secret for verifying JWTs (apikey and access tokens). Unset (and no
+    /// public key or JWKS): the server runs open and logs a warning.
+    #[arg(long, env = "ROLLCALL_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM file with an RSA (RS256) or EC P-256 (ES256) public key for verifying JWTs.
+    #[arg(long, env = "ROLLCALL_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// JWKS JSON file with public keys (matched by `kid`) for verifying JWTs.
+    #[arg(long, env = "ROLLCALL_JWT_JWKS")]
+    pub jwt_jwks: Option<PathBuf>,
+    /// Where presence keys come from: `client` (the join's config, as Supabase) or `sub` (the
+    /// token's sub claim, so nobody can appear online as someone else) [default: client].
+    #[arg(long, env = "ROLLCALL_PRESENCE_KEY")]
+    pub presence_key: Option<String>,
+    /// Most open WebSocket connections on this node; more get HTTP 429 [default: 50000].
+    #[arg(long, env = "ROLLCALL_MAX_CONNECTIONS")]
+    pub max_connections: Option<String>,
+    /// Most channel joins per second on one connection [default: 100].
+    #[arg(long, env = "ROLLCALL_MAX_JOINS_PER_SECOND")]
+    pub max_joins_per_second: Option<String>,
+    /// Most inbound messages per second on one connection, heartbeats excluded [default: 100].
+    #[arg(long, env = "ROLLCALL_MAX_EVENTS_PER_SECOND")]
+    pub max_events_per_second: Option<String>,
+    /// Most presence track/untrack calls per channel within `presence_window` [default: 30].
+    #[arg(long, env = "ROLLCALL_PRESENCE_CALLS")]
+    pub presence_calls: Option<String>,
+    /// The window for `presence_calls` [default: 30s].
+    #[arg(long, env = "ROLLCALL_PRESENCE_WINDOW")]
+    pub presence_window: Option<String>,
+    /// Most distinct presence keys in one channel [default: 100000].
+    #[arg(long, env = "ROLLCALL_MAX_KEYS_PER_TOPIC")]
+    pub max_keys_per_topic: Option<String>,
+    /// Most presences of one key in one channel (devices/tabs) [default: 256].
+    #[arg(long, env = "ROLLCALL_MAX_PRESENCES_PER_KEY")]
+    pub max_presences_per_key: Option<String>,
+    /// Longest topic name in bytes [default: 255].
+    #[arg(long, env = "ROLLCALL_MAX_TOPIC_BYTES")]
+    pub max_topic_bytes: Option<String>,
+    /// Bytes queued for one connection before it is closed as a slow consumer
+    /// [default: 1048576].
+    #[arg(long, env = "ROLLCALL_OUTBOUND_QUEUE_BYTES")]
+    pub outbound_queue_bytes: Option<String>,
+    /// A connection that joins no channel within this time is closed [default: 2m].
+    #[arg(long, env = "ROLLCALL_JOIN_TIMEOUT")]
+    pub join_timeout: Option<String>,
     /// This node's id, unique among nodes sharing a database or Redis; letters, digits, `-`
     /// and `_`, at most 64 [default: a random id per start].
     #[arg(long, env = "ROLLCALL_NODE_ID")]
     pub node_id: Option<String>,
+    /// Where logins and logouts are stored: `sqlite://PATH` (created if missing),
+    /// `postgres://...`, or `none` to keep nothing [default: sqlite://rollcall.db].
+    #[arg(long, env = "ROLLCALL_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Redis URL (`redis://host:port/db`): run as one node of a cluster sharing presence,
+    /// broadcasts and status through Redis [default: none, a single in-memory node].
+    #[arg(long, env = "ROLLCALL_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel; nodes of one cluster share it [default: rc].
+    #[arg(long, env = "ROLLCALL_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
+    /// A cluster node silent this long is dead and its presences leave, e.g. 15s
+    /// [default: 15s, at least 400ms].
+    #[arg(long, env = "ROLLCALL_NODE_TIMEOUT")]
+    pub node_timeout: Option<String>,
 }
 
 /// The same settings as they appear in the TOML file.
@@ -109,6 +173,26 @@ struct FileConfig {
     shutdown_timeout: Option<String>,
     log_format: Option<String>,
     node_id: Option<String>,
+    database_url: Option<String>,
+    redis_url: Option<String>,
+    redis_prefix: Option<String>,
+    node_timeout: Option<String>,
+    jwt_secret: Option<String>,
+    jwt_public_key: Option<PathBuf>,
+    jwt_jwks: Option<PathBuf>,
+    presence_key: Option<String>,
+    max_connections: Option<u64>,
+    max_joins_per_second: Option<u64>,
+    max_events_per_second: Option<u64>,
+    presence_calls: Option<u64>,
+    presence_window: Option<String>,
+    max_keys_per_topic: Option<u64>,
+    max_presences_per_key: Option<u64>,
+    max_topic_bytes: Option<u64>,
+    outbound_queue_bytes: Option<u64>,
+    join_timeout: Option<String>,
+    #[serde(default)]
+    access: Vec<AccessRule>,
 }
 
 /// Log output format.
@@ -139,6 +223,51 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// This node's id (see `--node-id`).
     pub node_id: String,
+    /// Cluster mode (see `--redis-url`); `None` runs a single in-memory node.
+    pub redis: Option<crate::cluster::RedisSettings>,
+    /// Login/logout persistence (see `--database-url`); `None` keeps nothing. The default
+    /// for a config built in code is `None`; `from_cli` defaults to `sqlite://rollcall.db`.
+    pub database_url: Option<String>,
+    /// Token verification, access rules and the presence-key source.
+    pub auth: Arc<Auth>,
+    /// Per-connection and per-node limits.
+    pub limits: Limits,
+}
+
+/// Abuse limits. Unlike Supabase's (per tenant), these are per connection or per node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections on this node.
+    pub max_connections: usize,
+    /// Joins per second on one connection.
+    pub max_joins_per_second: u32,
+    /// Inbound messages per second on one connection (heartbeats excluded).
+    pub max_events_per_second: u32,
+    /// Presence calls per channel per `presence_window`.
+    pub presence_calls: u32,
+    /// Window of `presence_calls`.
+    pub presence_window: Millis,
+    /// Longest topic name.
+    pub max_topic_bytes: usize,
+    /// Outbound bytes queued per connection.
+    pub outbound_queue_bytes: usize,
+    /// Time allowed before the first join.
+    pub join_timeout: Millis,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 50_000,
+            max_joins_per_second: 100,
+            max_events_per_second: 100,
+            presence_calls: 30,
+            presence_window: Millis::from_secs(30),
+            max_topic_bytes: 255,
+            outbound_queue_bytes: 1 << 20,
+            join_timeout: Millis::from_secs(120),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -152,7 +281,28 @@ impl Default for ServerConfig {
             shutdown_timeout: Millis::from_secs(10),
             log_format: LogFormat::Text,
             node_id: random_node_id(),
+            redis: None,
+            database_url: None,
+            auth: Arc::new(Auth::default()),
+            limits: Limits::default(),
         }
+    }
+}
+
+/// The default `--database-url`: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://rollcall.db";
+
+/// Validates `--database-url`: `none`/`off` disables persistence.
+fn database_url(v: Option<String>) -> Result<Option<String>, ConfigError> {
+    match v.as_deref().map(str::trim) {
+        None => Ok(Some(DEFAULT_DATABASE_URL.to_string())),
+        Some("none" | "off" | "") => Ok(None),
+        Some(u) if u.starts_with("sqlite:") || u.starts_with("postgres") => Ok(Some(u.to_string())),
+        Some(u) => Err(ConfigError::Invalid {
+            key: "database_url",
+            value: u.to_string(),
+            allowed: "sqlite://PATH, postgres://USER@HOST/DB, or none",
+        }),
     }
 }
 
@@ -336,7 +486,130 @@ impl ServerConfig {
                 });
             }
         };
+        core.max_keys_per_topic = number(
+            "max_keys_per_topic",
+            cli.max_keys_per_topic,
+            file.max_keys_per_topic,
+            core.max_keys_per_topic,
+            1,
+        )?;
+        core.max_presences_per_key = number(
+            "max_presences_per_key",
+            cli.max_presences_per_key,
+            file.max_presences_per_key,
+            core.max_presences_per_key,
+            1,
+        )?;
+        let dl = Limits::default();
+        let limits = Limits {
+            max_connections: number(
+                "max_connections",
+                cli.max_connections,
+                file.max_connections,
+                dl.max_connections,
+                1,
+            )?,
+            max_joins_per_second: number(
+                "max_joins_per_second",
+                cli.max_joins_per_second,
+                file.max_joins_per_second,
+                dl.max_joins_per_second as usize,
+                1,
+            )? as u32,
+            max_events_per_second: number(
+                "max_events_per_second",
+                cli.max_events_per_second,
+                file.max_events_per_second,
+                dl.max_events_per_second as usize,
+                1,
+            )? as u32,
+            presence_calls: number(
+                "presence_calls",
+                cli.presence_calls,
+                file.presence_calls,
+                dl.presence_calls as usize,
+                1,
+            )? as u32,
+            presence_window: duration(
+                "presence_window",
+                pick(cli.presence_window, file.presence_window),
+                dl.presence_window,
+            )?,
+            max_topic_bytes: number(
+                "max_topic_bytes",
+                cli.max_topic_bytes,
+                file.max_topic_bytes,
+                dl.max_topic_bytes,
+                10,
+            )?,
+            outbound_queue_bytes: number(
+                "outbound_queue_bytes",
+                cli.outbound_queue_bytes,
+                file.outbound_queue_bytes,
+                dl.outbound_queue_bytes,
+                1024,
+            )?,
+            join_timeout: duration(
+                "join_timeout",
+                pick(cli.join_timeout, file.join_timeout),
+                dl.join_timeout,
+            )?,
+        };
+        let read =
+            |key: &'static str, path: Option<PathBuf>| -> Result<Option<Vec<u8>>, ConfigError> {
+                path.map(|p| {
+                    std::fs::read(&p).map_err(|e| ConfigError::Invalid {
+                        key,
+                        value: p.display().to_string(),
+                        allowed: if e.kind() == std::io::ErrorKind::NotFound {
+                            "a path to an existing, readable file (not found)"
+                        } else {
+                            "a path to an existing, readable file"
+                        },
+                    })
+                })
+                .transpose()
+            };
+        let public_key = read(
+            "jwt_public_key",
+            pick(cli.jwt_public_key, file.jwt_public_key),
+        )?;
+        let jwks = read("jwt_jwks", pick(cli.jwt_jwks, file.jwt_jwks))?;
+        let jwks = jwks
+            .map(String::from_utf8)
+            .transpose()
+            .map_err(|_| ConfigError::Invalid {
+                key: "jwt_jwks",
+                value: String::new(),
+                allowed: "a UTF-8 JSON Web Key Set file",
+            })?;
+        let secret = pick(cli.jwt_secret, file.jwt_secret).filter(|s| !s.is_empty());
+        let mut auth = Auth::new(secret.as_deref(), public_key.as_deref(), jwks.as_deref())
+            .map_err(|e| ConfigError::File {
+                path: PathBuf::from(e.key),
+                reason: e.reason,
+            })?;
+        auth.presence_key = match pick(cli.presence_key, file.presence_key).as_deref() {
+            None | Some("client") => PresenceKeySource::Client,
+            Some("sub") => PresenceKeySource::Sub,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    key: "presence_key",
+                    value: other.to_string(),
+                    allowed: "client or sub",
+                });
+            }
+        };
+        auth.rules = file.access;
         Ok(ServerConfig {
+            database_url: database_url(pick(cli.database_url, file.database_url))?,
+            auth: Arc::new(auth),
+            limits,
+            redis: crate::cluster::settings(
+                pick(cli.redis_url, file.redis_url),
+                pick(cli.redis_prefix, file.redis_prefix),
+                pick(cli.node_timeout, file.node_timeout),
+            )?,
             node_id,
             bind,
             core,

@@ -49,14 +49,27 @@ pub async fn status(State(hub): State<Arc<Hub>>, body: Bytes) -> Result<Response
         QueryError::TooManyKeys { .. } => bad(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
         other => bad(StatusCode::BAD_REQUEST, other.to_string()),
     })?;
+    // Cluster mode: what the other nodes hold, in one pipelined round trip.
+    let statuses = crate::cluster::merge_statuses(&hub, statuses).await;
+    // Offline keys this run has forgotten (or never saw): one database query for all of them.
+    let unknown: Vec<String> = statuses
+        .iter()
+        .filter(|s| s.status == Status::Offline && s.last_seen.is_none())
+        .map(|s| s.key.to_string())
+        .collect();
+    let stored = crate::persist::offline_last_seen(&hub, &unknown).await;
     let mut map = serde_json::Map::with_capacity(statuses.len());
     for s in statuses {
+        let last_seen = s
+            .last_seen
+            .map(|t| hub.to_unix_ms(t))
+            .or_else(|| stored.get(s.key.as_str()).copied());
         map.insert(
             s.key.to_string(),
             json!({
                 "status": s.status.as_str(),
                 "online": s.status != Status::Offline,
-                "last_seen": s.last_seen.map(|t| hub.to_unix_ms(t)),
+                "last_seen": last_seen,
                 "connections": s.connections,
             }),
         );
@@ -69,7 +82,7 @@ pub async fn status(State(hub): State<Arc<Hub>>, body: Bytes) -> Result<Response
 pub async fn channel_presence(State(hub): State<Arc<Hub>>, Path(topic): Path<String>) -> Response {
     let topic = topic_for(&topic, false);
     let mut out = Vec::with_capacity(256);
-    hub.engine.write_state_json(&topic, &mut out);
+    crate::cluster::write_channel_state(&hub, &topic, &mut out).await;
     ([(header::CONTENT_TYPE, "application/json")], out).into_response()
 }
 
@@ -132,11 +145,15 @@ pub async fn broadcast(State(hub): State<Arc<Hub>>, body: Bytes) -> Result<Respo
 
 /// `GET /metrics`: Prometheus text.
 pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
-    let text = hub.metrics.render(
+    let mut text = hub.metrics.render(
         hub.engine.stats(),
         hub.sockets.load(Ordering::Relaxed),
         hub.channels.load(Ordering::Relaxed),
     );
+    if let Some(p) = hub.persistence.get() {
+        p.metrics().render(&mut text);
+    }
+    crate::cluster::render_metrics(&hub, &mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

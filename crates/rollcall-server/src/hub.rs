@@ -25,6 +25,8 @@ pub enum KillReason {
     Timeout,
     /// Its outbound queue was full.
     SlowConsumer,
+    /// It joined faster than `max_joins_per_second`.
+    JoinRate,
 }
 
 /// Control block of one open connection, shared with the fan-out and the timer task.
@@ -32,6 +34,8 @@ pub enum KillReason {
 pub struct ConnCtl {
     kill: Notify,
     reason: std::sync::Mutex<Option<KillReason>>,
+    /// Payload bytes enqueued and not yet written to the socket.
+    pub queued_bytes: AtomicUsize,
 }
 
 impl ConnCtl {
@@ -39,6 +43,7 @@ impl ConnCtl {
         ConnCtl {
             kill: Notify::new(),
             reason: std::sync::Mutex::new(None),
+            queued_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -67,36 +72,61 @@ impl ConnCtl {
 pub struct Outbox {
     tx: mpsc::Sender<Message>,
     ctl: Arc<ConnCtl>,
+    max_bytes: usize,
+}
+
+/// Payload bytes of a message, for the per-connection byte bound.
+pub fn message_len(msg: &Message) -> usize {
+    match msg {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) => b.len(),
+        _ => 0,
+    }
 }
 
 impl Outbox {
-    /// Creates a queue of `bound` messages; returns the outbox and the receiving end.
-    pub fn new(bound: usize) -> (Outbox, mpsc::Receiver<Message>, Arc<ConnCtl>) {
+    /// Creates a queue of at most `bound` messages and `max_bytes` payload bytes; returns the
+    /// outbox, the receiving end and the control block (which counts the queued bytes).
+    pub fn new(bound: usize, max_bytes: usize) -> (Outbox, mpsc::Receiver<Message>, Arc<ConnCtl>) {
         let (tx, rx) = mpsc::channel(bound);
         let ctl = Arc::new(ConnCtl::new());
         (
             Outbox {
                 tx,
                 ctl: ctl.clone(),
+                max_bytes,
             },
             rx,
             ctl,
         )
     }
 
-    /// Enqueues without waiting; a full queue closes the connection as a slow consumer.
+    /// Enqueues without waiting; a full queue (messages or bytes) closes the connection as a
+    /// slow consumer, so one client that does not read cannot hold unbounded memory.
     pub fn send(&self, msg: Message, metrics: &Metrics) -> bool {
+        let len = message_len(&msg);
+        let queued = self.ctl.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
+        if queued > self.max_bytes {
+            self.ctl.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            Metrics::inc(&metrics.slow_consumers);
+            self.ctl.kill(KillReason::SlowConsumer);
+            return false;
+        }
         match self.tx.try_send(msg) {
             Ok(()) => {
                 Metrics::inc(&metrics.messages_out);
                 true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.ctl.queued_bytes.fetch_sub(len, Ordering::Relaxed);
                 Metrics::inc(&metrics.slow_consumers);
                 self.ctl.kill(KillReason::SlowConsumer);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.ctl.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                false
+            }
         }
     }
 }
@@ -144,6 +174,10 @@ pub struct Hub {
     pub sockets: AtomicUsize,
     /// Signalled when `sockets` changes, for the shutdown drain.
     pub sockets_changed: Notify,
+    /// Login/logout persistence, set once by `serve` when a database is configured.
+    pub persistence: std::sync::OnceLock<rollcall_sql::Persistence>,
+    /// The Redis adapter in cluster mode (see `cluster.rs`); `None` for a single node.
+    pub cluster: Option<Arc<rollcall_redis::Cluster>>,
     start: Instant,
     start_unix_ms: u64,
     next_conn: std::sync::atomic::AtomicU64,
@@ -167,9 +201,16 @@ impl Hub {
         let metrics = Arc::new(Metrics::default());
         let sink_registry = registry.clone();
         let sink_metrics = metrics.clone();
+        let cluster = crate::cluster::build(&cfg);
+        let sink_cluster = cluster.clone();
         let engine = Engine::with_diff_sink(
             cfg.core.clone(),
-            Box::new(move |d: &TopicDiff| fan_out_diff(&sink_registry, &sink_metrics, d)),
+            Box::new(move |d: &TopicDiff| {
+                fan_out_diff(&sink_registry, &sink_metrics, d);
+                if let Some(c) = &sink_cluster {
+                    c.publish_diff(d);
+                }
+            }),
         )?;
         let start_unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -184,6 +225,8 @@ impl Hub {
             channels: AtomicUsize::new(0),
             sockets: AtomicUsize::new(0),
             sockets_changed: Notify::new(),
+            persistence: std::sync::OnceLock::new(),
+            cluster,
             start: Instant::now(),
             start_unix_ms,
             next_conn: std::sync::atomic::AtomicU64::new(1),
@@ -208,6 +251,14 @@ impl Hub {
     /// Logs and counts status events (persistence adapters hook in here).
     pub fn handle_events(&self, out: &mut Outputs) {
         for e in out.events.drain(..) {
+            if let Some(p) = self.persistence.get() {
+                // A channel send: never blocks the socket or timer task calling us.
+                let (StatusEvent::Login { at, .. }
+                | StatusEvent::Logout { at, .. }
+                | StatusEvent::Idle { at, .. }
+                | StatusEvent::Active { at, .. }) = &e;
+                p.record(&e, self.to_unix_ms(*at));
+            }
             match &e {
                 StatusEvent::Login { key, .. } => {
                     Metrics::inc(&self.metrics.logins);
@@ -240,6 +291,9 @@ impl Hub {
         payload_json: &str,
         skip: Option<(ConnId, &str)>,
     ) {
+        if let Some(c) = &self.cluster {
+            c.publish_broadcast(internal_topic, event_name, payload_json);
+        }
         let Some(entry) = self.registry.get(internal_topic) else {
             return;
         };

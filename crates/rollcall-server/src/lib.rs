@@ -9,11 +9,15 @@
 //! (timers), `metrics.rs`. This crate is the composition root: it depends on
 //! `rollcall-core` and `rollcall-phoenix`; nothing depends on it.
 
+pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod driver;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
+pub mod persist;
 pub mod session;
 pub mod ws;
 
@@ -45,6 +49,7 @@ pub fn router(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> Router {
         .route("/healthz", get(http::healthz))
         .route("/metrics", get(http::metrics))
         .route("/api/presence/status", post(http::status))
+        .route("/api/presence/{key}/sessions", get(persist::sessions))
         .route(
             "/api/channels/{topic}/presence",
             get(http::channel_presence),
@@ -59,15 +64,18 @@ pub fn router(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> Router {
 /// Serves on `listener` until `signal` resolves, then shuts down gracefully: stops
 /// accepting, sends `phx_close` on every channel, removes every presence (reason
 /// `shutdown`), flushes pending diffs and waits for sockets to drain (at most
-/// `shutdown_timeout`).
+/// `shutdown_timeout`), then writes every pending login/logout and closes this node's
+/// open sessions in the database (reason `shutdown`).
 ///
 /// # Errors
-/// The listener failed.
+/// The listener failed, or the configured database could not be opened.
 pub async fn serve(
     listener: TcpListener,
     hub: Arc<Hub>,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    persist::attach(&hub).await.map_err(std::io::Error::other)?;
+    cluster::start(&hub);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let driver = tokio::spawn(driver::run(hub.clone(), shutdown_rx.clone()));
     let app = router(hub.clone(), shutdown_rx);
@@ -111,5 +119,9 @@ pub async fn serve(
     hub.engine.flush(&mut out);
     hub.handle_events(&mut out);
     let _ = driver.await;
+    cluster::flush(&hub).await;
+    if let Some(p) = hub.persistence.get() {
+        p.shutdown(hub.cfg.shutdown_timeout.as_duration()).await;
+    }
     Ok(())
 }

@@ -43,10 +43,17 @@ fn run(cfg: ServerConfig) -> anyhow::Result<()> {
             .with_context(|| format!("binding {bind}"))?;
         tracing::info!(
             addr = %listener.local_addr()?,
+            node_id = %cfg.node_id,
             heartbeat_interval = %cfg.core.heartbeat_interval,
             missed_heartbeats = cfg.core.missed_heartbeats,
-            "rollcall listening (in-memory presence; no auth configured: all clients accepted)"
+            "rollcall listening"
         );
+        if !cfg.auth.enabled() {
+            tracing::warn!(
+                "no JWT secret, public key or JWKS configured: running OPEN (any apikey is \
+                 accepted, private channels are refused); set ROLLCALL_JWT_SECRET to verify tokens"
+            );
+        }
         let hub = Hub::new(cfg).context("building the engine")?;
         rollcall_server::serve(listener, hub, shutdown_signal())
             .await

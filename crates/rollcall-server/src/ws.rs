@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -15,7 +16,10 @@ use rollcall_core::LeaveReason;
 use rollcall_phoenix::Vsn;
 use tokio::sync::{mpsc, watch};
 
-use crate::hub::{ConnCtl, Hub, KillReason, Outbox};
+use axum::http::HeaderMap;
+
+use crate::auth::{AuthError, Claims, unix_now};
+use crate::hub::{ConnCtl, Hub, KillReason, Outbox, message_len};
 use crate::metrics::Metrics;
 use crate::session::Session;
 
@@ -28,13 +32,59 @@ pub struct WsState {
     pub shutdown: watch::Receiver<bool>,
 }
 
+fn refuse(hub: &Hub, status: StatusCode, metric: &'static str, message: &str) -> Response {
+    Metrics::inc(&hub.metrics.connections_refused);
+    hub.metrics.error(metric);
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
 /// `GET /realtime/v1/websocket` and `GET /socket/websocket`.
 pub async fn upgrade(
     State(state): State<WsState>,
     Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
     let hub = state.hub.clone();
+    if hub.sockets.load(Ordering::Relaxed) >= hub.cfg.limits.max_connections {
+        return refuse(
+            &hub,
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            "Too many connected users",
+        );
+    }
+    // Supabase: the x-api-key header wins over the apikey query parameter.
+    let apikey = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| params.get("apikey").cloned())
+        .filter(|k| !k.is_empty());
+    let claims = if hub.cfg.auth.enabled() {
+        let Some(key) = apikey.as_deref() else {
+            return refuse(
+                &hub,
+                StatusCode::UNAUTHORIZED,
+                "auth_refused",
+                &AuthError::Missing.http_message(),
+            );
+        };
+        match hub.cfg.auth.verify(key, unix_now()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                return refuse(
+                    &hub,
+                    StatusCode::UNAUTHORIZED,
+                    "auth_refused",
+                    &e.http_message(),
+                );
+            }
+        }
+    } else {
+        None
+    };
+    let apikey = apikey.map(|k| (k, claims));
     let vsn = match Vsn::from_query(params.get("vsn").map(String::as_str)) {
         Ok(v) => v,
         Err(_) => {
@@ -49,12 +99,19 @@ pub async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| run(socket, hub, vsn, state.shutdown))
+        .on_upgrade(move |socket| run(socket, hub, vsn, apikey, state.shutdown))
 }
 
-async fn run(socket: WebSocket, hub: Arc<Hub>, vsn: Vsn, mut shutdown: watch::Receiver<bool>) {
+async fn run(
+    socket: WebSocket,
+    hub: Arc<Hub>,
+    vsn: Vsn,
+    apikey: Option<(String, Option<Claims>)>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let conn = hub.next_conn_id();
-    let (outbox, mut rx, ctl) = Outbox::new(hub.cfg.outbound_queue);
+    let (outbox, mut rx, ctl) =
+        Outbox::new(hub.cfg.outbound_queue, hub.cfg.limits.outbound_queue_bytes);
     if hub.engine.connect(conn, hub.now()).is_err() {
         return; // ids are unique; unreachable in practice
     }
@@ -62,8 +119,17 @@ async fn run(socket: WebSocket, hub: Arc<Hub>, vsn: Vsn, mut shutdown: watch::Re
     hub.sockets.fetch_add(1, Ordering::Relaxed);
     Metrics::inc(&hub.metrics.connections_total);
     tracing::debug!(conn = conn.0, ?vsn, "connected");
-    let mut session = Session::new(hub.clone(), conn, vsn, outbox);
-    let reason = drive(socket, &mut session, &mut rx, &ctl, &mut shutdown).await;
+    let mut session = Session::new(hub.clone(), conn, vsn, outbox, apikey);
+    let join_timeout = hub.cfg.limits.join_timeout.as_duration();
+    let reason = drive(
+        socket,
+        &mut session,
+        &mut rx,
+        &ctl,
+        &mut shutdown,
+        join_timeout,
+    )
+    .await;
     session.close(reason);
     hub.conns.remove(&conn);
     hub.sockets.fetch_sub(1, Ordering::Relaxed);
@@ -77,70 +143,122 @@ async fn drive(
     rx: &mut mpsc::Receiver<Message>,
     ctl: &ConnCtl,
     shutdown: &mut watch::Receiver<bool>,
+    join_timeout: Duration,
 ) -> LeaveReason {
     let (mut sink, mut stream) = socket.split();
     if *shutdown.borrow() {
         return LeaveReason::Shutdown;
     }
+    let join_deadline = tokio::time::Instant::now() + join_timeout;
     loop {
-        tokio::select! {
+        // Token expiry of the earliest joined channel (Unix seconds → a deadline).
+        let expiry = session.next_token_expiry().map(|exp| {
+            tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(unix_now()))
+        });
+        let outcome = tokio::select! {
             biased;
-            why = ctl.killed() => {
-                let (code, text, reason) = match why {
-                    KillReason::Timeout => (1000, "heartbeat timeout", LeaveReason::Timeout),
-                    KillReason::SlowConsumer => (1008, "slow consumer: outbound queue full", LeaveReason::Closed),
-                };
-                // A slow consumer's queue is full; don't wait on it.
-                let close = Message::Close(Some(CloseFrame { code, reason: text.into() }));
-                let _ = tokio::time::timeout(std::time::Duration::from_millis(100), sink.send(close)).await;
-                return reason;
-            }
+            why = ctl.killed() => Err(why),
             _ = shutdown.changed() => {
                 session.close_all_channels();
-                while let Ok(msg) = rx.try_recv() {
-                    if sink.feed(msg).await.is_err() {
-                        break;
-                    }
-                }
-                let close = Message::Close(Some(CloseFrame { code: 1001, reason: "server shutting down".into() }));
-                let _ = tokio::time::timeout(std::time::Duration::from_millis(500), sink.send(close)).await;
+                let _ = tokio::time::timeout(Duration::from_millis(500), drain(&mut sink, rx, ctl)).await;
+                close(&mut sink, 1001, "server shutting down", 500).await;
                 return LeaveReason::Shutdown;
             }
+            _ = tokio::time::sleep_until(join_deadline), if !session.joined_once() => {
+                session.protocol_error("join timeout");
+                close(&mut sink, 1008, "no channel joined within join_timeout", 200).await;
+                return LeaveReason::Closed;
+            }
+            _ = tokio::time::sleep_until(expiry.unwrap_or(join_deadline)), if expiry.is_some() => {
+                session.expire_tokens(unix_now());
+                Ok(true)
+            }
             Some(msg) = rx.recv() => {
-                if sink.feed(msg).await.is_err() {
-                    return LeaveReason::Closed;
-                }
-                // Drain what is already queued, then flush once.
-                while let Ok(msg) = rx.try_recv() {
-                    if sink.feed(msg).await.is_err() {
-                        return LeaveReason::Closed;
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    return LeaveReason::Closed;
+                // A client that stops reading blocks this write; a kill must still get through.
+                tokio::select! {
+                    biased;
+                    why = ctl.killed() => Err(why),
+                    ok = write_batch(&mut sink, msg, rx, ctl) => Ok(ok),
                 }
             }
             frame = stream.next() => {
                 match frame {
-                    Some(Ok(Message::Text(text))) => { session.handle_text(&text); }
-                    Some(Ok(Message::Binary(data))) => { session.handle_binary(&data); }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                        session.touch();
-                    }
+                    Some(Ok(Message::Text(text))) => session.handle_text(&text),
+                    Some(Ok(Message::Binary(data))) => session.handle_binary(&data),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => session.touch(),
                     Some(Ok(Message::Close(_))) | None => return LeaveReason::Closed,
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "socket error");
                         if session.protocol_error(&e.to_string()) {
-                            let close = Message::Close(Some(CloseFrame {
-                                code: 1009,
-                                reason: "message too big".into(),
-                            }));
-                            let _ = tokio::time::timeout(std::time::Duration::from_millis(200), sink.send(close)).await;
+                            close(&mut sink, 1009, "message too big", 200).await;
                         }
                         return LeaveReason::Closed;
                     }
                 }
+                Ok(true)
+            }
+        };
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => return LeaveReason::Closed,
+            Err(why) => {
+                let (code, text, reason) = match why {
+                    KillReason::Timeout => (1000, "heartbeat timeout", LeaveReason::Timeout),
+                    KillReason::SlowConsumer => (
+                        1008,
+                        "slow consumer: outbound queue full",
+                        LeaveReason::Closed,
+                    ),
+                    KillReason::JoinRate => {
+                        // Let the error reply out first.
+                        let _ = tokio::time::timeout(
+                            Duration::from_millis(200),
+                            drain(&mut sink, rx, ctl),
+                        )
+                        .await;
+                        (1008, "Too many joins per second", LeaveReason::Closed)
+                    }
+                };
+                close(&mut sink, code, text, 100).await;
+                return reason;
             }
         }
     }
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+/// Writes `first` and everything already queued, then flushes once. False on a socket error.
+async fn write_batch(
+    sink: &mut Sink,
+    first: Message,
+    rx: &mut mpsc::Receiver<Message>,
+    ctl: &ConnCtl,
+) -> bool {
+    let mut next = Some(first);
+    while let Some(msg) = next {
+        let len = message_len(&msg);
+        if sink.feed(msg).await.is_err() {
+            return false;
+        }
+        ctl.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+        next = rx.try_recv().ok();
+    }
+    sink.flush().await.is_ok()
+}
+
+/// Writes whatever is queued (used before a deliberate close).
+async fn drain(sink: &mut Sink, rx: &mut mpsc::Receiver<Message>, ctl: &ConnCtl) {
+    if let Ok(first) = rx.try_recv() {
+        write_batch(sink, first, rx, ctl).await;
+    }
+}
+
+/// Sends a close frame, waiting at most `wait_ms` (the peer may not be reading).
+async fn close(sink: &mut Sink, code: u16, reason: &'static str, wait_ms: u64) {
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }));
+    let _ = tokio::time::timeout(Duration::from_millis(wait_ms), sink.send(frame)).await;
 }

@@ -1,0 +1,605 @@
+//! [`Cluster`]: the adapter's handle. Its synchronous methods are called from the server's hot
+//! paths (the engine's diff sink, channel joins and leaves) and only take a short
+//! `std::sync::Mutex`; all Redis I/O happens in the tasks [`Cluster::start`] spawns.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use rollcall_core::{Key, PresenceView, TopicDiff, write_presence};
+use tokio::sync::{Notify, mpsc};
+
+use crate::error::{ClusterError, RedisOpError};
+use crate::keys::Keys;
+use crate::metrics::ClusterMetrics;
+use crate::view::{Op, TopicView};
+use crate::wire::{self, Message, NodePresences, Presence};
+
+/// Settings of the Redis adapter.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Prefix of every key and channel [default: `rc`]; one per deployment (or per test).
+    pub prefix: String,
+    /// This node's id, unique among live nodes.
+    pub node_id: String,
+    /// A node silent this long is dead: its presences leave everywhere [default: 15 s].
+    pub node_timeout: Duration,
+    /// Lifetime of a volatile status entry: heartbeat interval × missed heartbeats.
+    pub status_ttl: Duration,
+}
+
+impl ClusterConfig {
+    /// Settings with the defaults above.
+    pub fn new(url: &str, node_id: &str) -> ClusterConfig {
+        ClusterConfig {
+            url: url.to_string(),
+            prefix: "rc".to_string(),
+            node_id: node_id.to_string(),
+            node_timeout: Duration::from_secs(15),
+            status_ttl: Duration::from_secs(180),
+        }
+    }
+}
+
+/// Delivers a message to the local subscribers of a topic: `(topic, event, payload json)`.
+pub type Deliver = Box<dyn Fn(&str, &str, &str) + Send + Sync>;
+
+/// A local change queued for publication.
+#[derive(Debug)]
+pub(crate) struct PubOp {
+    pub(crate) topic: String,
+    pub(crate) payload: String,
+    pub(crate) joins: Vec<(String, String)>,
+    pub(crate) leaves: Vec<String>,
+    pub(crate) empty: bool,
+}
+
+/// This node's own presences, mirrored so they can be re-published after an outage.
+#[derive(Debug)]
+pub(crate) struct Mirror {
+    pub(crate) topics: HashMap<String, NodePresences>,
+    /// Redis may be missing some local change: re-publish everything before the next diff.
+    pub(crate) dirty: bool,
+    pub(crate) tx: mpsc::UnboundedSender<PubOp>,
+}
+
+/// Remote views and the nodes known to be dead.
+#[derive(Debug, Default)]
+pub(crate) struct Views {
+    pub(crate) topics: HashMap<String, TopicView>,
+    pub(crate) dead: HashSet<String>,
+}
+
+/// A request to the pub/sub task.
+#[derive(Debug)]
+pub(crate) enum SubCmd {
+    Subscribe(String),
+    Unsubscribe(String),
+}
+
+/// The Redis adapter of one node.
+pub struct Cluster {
+    pub(crate) cfg: ClusterConfig,
+    pub(crate) keys: Keys,
+    pub(crate) client: redis::Client,
+    pub(crate) views: Mutex<Views>,
+    pub(crate) mirror: Mutex<Mirror>,
+    pub(crate) pub_rx: Mutex<Option<mpsc::UnboundedReceiver<PubOp>>>,
+    pub(crate) sub_tx: mpsc::UnboundedSender<SubCmd>,
+    pub(crate) sub_rx: Mutex<Option<mpsc::UnboundedReceiver<SubCmd>>>,
+    pub(crate) dirty_kick: Notify,
+    /// Diffs queued and not yet written.
+    pub(crate) pending: std::sync::atomic::AtomicUsize,
+    deliver: OnceLock<Deliver>,
+    con: tokio::sync::Mutex<Option<ConnectionManager>>,
+    /// Counters.
+    pub metrics: ClusterMetrics,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its maps consistent, so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Cluster {
+    /// Checks the settings and builds the handle; nothing connects until [`Cluster::start`].
+    ///
+    /// # Errors
+    /// The URL does not parse, or the prefix is unusable.
+    pub fn new(cfg: ClusterConfig) -> Result<Arc<Cluster>, ClusterError> {
+        if cfg.prefix.is_empty() || cfg.prefix.len() > 64 || cfg.prefix.contains(['{', '}']) {
+            return Err(ClusterError::InvalidPrefix(cfg.prefix));
+        }
+        let client =
+            redis::Client::open(cfg.url.as_str()).map_err(|e| ClusterError::InvalidUrl {
+                url: cfg.url.clone(),
+                reason: e.to_string(),
+            })?;
+        let (pub_tx, pub_rx) = mpsc::unbounded_channel();
+        let (sub_tx, sub_rx) = mpsc::unbounded_channel();
+        Ok(Arc::new(Cluster {
+            keys: Keys::new(&cfg.prefix),
+            cfg,
+            client,
+            views: Mutex::new(Views::default()),
+            // Dirty at start: the first publication writes the whole (empty) state, which
+            // also clears what an earlier process with this node id left behind.
+            mirror: Mutex::new(Mirror {
+                topics: HashMap::new(),
+                dirty: true,
+                tx: pub_tx,
+            }),
+            pub_rx: Mutex::new(Some(pub_rx)),
+            sub_tx,
+            sub_rx: Mutex::new(Some(sub_rx)),
+            dirty_kick: Notify::new(),
+            pending: std::sync::atomic::AtomicUsize::new(0),
+            deliver: OnceLock::new(),
+            con: tokio::sync::Mutex::new(None),
+            metrics: ClusterMetrics::default(),
+        }))
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.cfg.node_id
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.cfg
+    }
+
+    /// Spawns the publisher, pub/sub, liveness tasks on the current tokio runtime; `deliver`
+    /// receives remote diffs and broadcasts for local subscribers (called with the topic's
+    /// view locked, so per topic in order). Call once; later calls do nothing.
+    pub fn start(self: &Arc<Self>, deliver: Deliver) {
+        if self.deliver.set(deliver).is_err() {
+            return;
+        }
+        if let Some(rx) = lock(&self.pub_rx).take() {
+            tokio::spawn(crate::publisher::run(self.clone(), rx));
+        }
+        if let Some(rx) = lock(&self.sub_rx).take() {
+            tokio::spawn(crate::subscriber::run(self.clone(), rx));
+        }
+        tokio::spawn(crate::liveness::run(self.clone()));
+    }
+
+    /// A connection (multiplexed, reconnecting) to Redis.
+    pub(crate) async fn con(&self) -> Result<ConnectionManager, RedisOpError> {
+        let mut slot = self.con.lock().await;
+        if let Some(c) = &*slot {
+            return Ok(c.clone());
+        }
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(1);
+        let c = self
+            .client
+            .get_connection_manager_with_config(config)
+            .await
+            .inspect_err(|_| self.failed())?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    pub(crate) fn failed(&self) {
+        ClusterMetrics::inc(&self.metrics.errors);
+        self.metrics.connected.store(false, Ordering::Relaxed);
+    }
+
+    pub(crate) fn succeeded(&self) {
+        self.metrics.connected.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn deliver(&self, topic: &str, event: &str, payload: &str) {
+        if let Some(d) = self.deliver.get() {
+            d(topic, event, payload);
+        }
+    }
+
+    /// Records a local diff and queues it for Redis. Call from the engine's diff sink (under
+    /// the topic lock, so a topic's diffs are queued in order). Never blocks.
+    pub fn publish_diff(&self, d: &TopicDiff) {
+        let mut payload = Vec::with_capacity(128);
+        d.diff.write_json(&mut payload);
+        let payload = String::from_utf8(payload).unwrap_or_else(|_| "{}".into());
+        let topic = d.topic.as_str();
+        let mut m = lock(&self.mirror);
+        let entry = m.topics.entry(topic.to_string()).or_default();
+        let mut joins = Vec::with_capacity(d.diff.joins.len());
+        let mut leaves = Vec::with_capacity(d.diff.leaves.len());
+        let mut buf = Vec::with_capacity(64);
+        for j in &d.diff.joins {
+            buf.clear();
+            write_presence(&mut buf, &j.presence);
+            let json = String::from_utf8_lossy(&buf);
+            let r = j.presence.presence_ref.to_string();
+            joins.push((r.clone(), wire::encode_hash_value(&j.key, &json)));
+            entry.insert(
+                r,
+                Presence {
+                    key: j.key.to_string(),
+                    json: json.into(),
+                },
+            );
+        }
+        for l in &d.diff.leaves {
+            let r = l.presence.presence_ref.to_string();
+            entry.remove(&r);
+            leaves.push(r);
+        }
+        let empty = entry.is_empty();
+        if empty {
+            m.topics.remove(topic);
+        }
+        if !m.dirty {
+            self.pending.fetch_add(1, Ordering::Relaxed);
+            let _ = m.tx.send(PubOp {
+                topic: topic.to_string(),
+                payload,
+                joins,
+                leaves,
+                empty,
+            });
+        }
+    }
+
+    /// Publishes a broadcast to the other nodes' subscribers of `topic` (fire and forget).
+    pub fn publish_broadcast(self: &Arc<Self>, topic: &str, event: &str, payload: &str) {
+        let msg = Message::Broadcast {
+            node: &self.cfg.node_id,
+            event,
+            payload,
+        }
+        .encode();
+        let channel = self.keys.channel(topic);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let Ok(mut con) = this.con().await else {
+                return;
+            };
+            let r: Result<i64, _> = redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(&msg)
+                .query_async(&mut con)
+                .await;
+            match r {
+                Ok(_) => ClusterMetrics::inc(&this.metrics.broadcasts_published),
+                Err(_) => this.failed(),
+            }
+        });
+    }
+
+    /// A local channel joined `topic`: the first one subscribes the node and loads the view.
+    pub fn subscribe(&self, topic: &str) {
+        let mut v = lock(&self.views);
+        let tv = v.topics.entry(topic.to_string()).or_default();
+        tv.subs += 1;
+        if tv.subs == 1 {
+            let _ = self.sub_tx.send(SubCmd::Subscribe(topic.to_string()));
+        }
+    }
+
+    /// A local channel left `topic`: the last one drops the view and unsubscribes.
+    pub fn unsubscribe(&self, topic: &str) {
+        let mut v = lock(&self.views);
+        let Some(tv) = v.topics.get_mut(topic) else {
+            return;
+        };
+        tv.subs = tv.subs.saturating_sub(1);
+        if tv.subs == 0 {
+            v.topics.remove(topic);
+            let _ = self.sub_tx.send(SubCmd::Unsubscribe(topic.to_string()));
+        }
+    }
+
+    /// Writes `topic`'s `presence_state` payload: `local` presences plus the remote view.
+    /// Keys present on several nodes are merged into one entry.
+    pub fn write_state_json(
+        &self,
+        topic: &str,
+        local: &[(Key, Vec<PresenceView>)],
+        out: &mut Vec<u8>,
+    ) {
+        let remote: Vec<Presence> = lock(&self.views)
+            .topics
+            .get(topic)
+            .map(|tv| tv.presences().cloned().collect())
+            .unwrap_or_default();
+        write_state(local, remote, out);
+    }
+
+    /// Whether this node keeps a view of `topic` (it has local subscribers).
+    pub fn has_view(&self, topic: &str) -> bool {
+        lock(&self.views).topics.contains_key(topic)
+    }
+
+    /// Waits (at most `timeout`) until queued diffs are written, then removes this node's
+    /// record: a graceful stop, so survivors need not wait for `node_timeout`.
+    pub async fn leave(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.pending.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let Ok(mut con) = self.con().await else {
+            return;
+        };
+        let me = self.cfg.node_id.as_str();
+        let _ = redis::pipe()
+            .cmd("DEL")
+            .arg(self.keys.node_alive(me))
+            .cmd("SREM")
+            .arg(self.keys.nodes())
+            .arg(me)
+            .query_async::<()>(&mut con)
+            .await;
+    }
+
+    /// Reads the other nodes' presences in `topic` straight from Redis (for topics this node
+    /// has no view of, e.g. an HTTP query), as `(key, presence json)`.
+    ///
+    /// # Errors
+    /// Redis is unreachable.
+    pub async fn remote_presences(
+        &self,
+        topic: &str,
+    ) -> Result<Vec<(String, String)>, RedisOpError> {
+        let snap = self.read_topic(topic, None).await?;
+        Ok(snap
+            .into_values()
+            .flat_map(|n| n.into_values())
+            .map(|p| (p.key, p.json.into()))
+            .collect())
+    }
+
+    /// Reads every other node's hash of `topic` in one pipeline; with `marker`, publishes
+    /// it on the topic's channel after the reads (see `view.rs` for why).
+    pub(crate) async fn read_topic(
+        &self,
+        topic: &str,
+        marker: Option<&str>,
+    ) -> Result<HashMap<String, NodePresences>, RedisOpError> {
+        let mut con = self.con().await?;
+        let nodes: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.keys.topic_nodes(topic))
+            .query_async(&mut con)
+            .await
+            .inspect_err(|_| self.failed())?;
+        let nodes: Vec<String> = nodes
+            .into_iter()
+            .filter(|n| *n != self.cfg.node_id)
+            .collect();
+        let mut pipe = redis::pipe();
+        for n in &nodes {
+            pipe.cmd("HGETALL").arg(self.keys.topic_hash(topic, n));
+        }
+        if let Some(token) = marker {
+            let msg = Message::Marker {
+                node: &self.cfg.node_id,
+                token,
+            };
+            pipe.cmd("PUBLISH")
+                .arg(self.keys.channel(topic))
+                .arg(msg.encode())
+                .ignore();
+        }
+        let hashes: Vec<HashMap<String, String>> = pipe
+            .query_async(&mut con)
+            .await
+            .inspect_err(|_| self.failed())?;
+        self.succeeded();
+        let mut snap = HashMap::new();
+        for (n, h) in nodes.into_iter().zip(hashes) {
+            let presences: NodePresences = h
+                .into_iter()
+                .filter_map(|(r, v)| Some((r, wire::decode_hash_value(&v)?)))
+                .collect();
+            if !presences.is_empty() {
+                snap.insert(n, presences);
+            }
+        }
+        Ok(snap)
+    }
+
+    /// Handles one pub/sub message.
+    pub(crate) fn on_message(&self, channel: &str, payload: &[u8]) {
+        let Some(topic) = self.keys.topic_of_channel(channel) else {
+            return;
+        };
+        let Some(msg) = std::str::from_utf8(payload).ok().and_then(Message::decode) else {
+            tracing::debug!(channel, "undecodable cluster message");
+            return;
+        };
+        let me = self.cfg.node_id.as_str();
+        let op = match msg {
+            Message::Broadcast {
+                node,
+                event,
+                payload,
+            } => {
+                if node != me {
+                    ClusterMetrics::inc(&self.metrics.broadcasts_received);
+                    self.deliver(topic, event, payload);
+                }
+                return;
+            }
+            Message::Marker { node, token } => {
+                if node == me {
+                    let mut v = lock(&self.views);
+                    let Views { topics, dead } = &mut *v;
+                    if let Some(out) = topics.get_mut(topic).and_then(|tv| tv.marker(token, dead)) {
+                        self.deliver(topic, events::PRESENCE_DIFF, &out);
+                    }
+                }
+                return;
+            }
+            _ if msg_node(&msg) == me => return,
+            Message::Diff { node, payload } => {
+                let Some((joins, leaves)) = wire::parse_diff(payload) else {
+                    return;
+                };
+                ClusterMetrics::inc(&self.metrics.diffs_received);
+                Op::Diff {
+                    node: node.to_string(),
+                    joins,
+                    leaves,
+                    payload: payload.to_string(),
+                }
+            }
+            Message::Reset { node, state } => Op::Reset {
+                node: node.to_string(),
+                presences: wire::parse_state(state).unwrap_or_default(),
+            },
+            Message::Gone { node } => Op::Gone {
+                node: node.to_string(),
+            },
+        };
+        let mut v = lock(&self.views);
+        if !matches!(op, Op::Gone { .. }) {
+            v.dead.remove(msg_node(&msg));
+        }
+        if let Some(out) = v.topics.get_mut(topic).and_then(|tv| tv.handle(op)) {
+            self.deliver(topic, events::PRESENCE_DIFF, &out);
+        }
+    }
+
+    /// A load's snapshot arrived.
+    pub(crate) fn on_snapshot(
+        &self,
+        topic: &str,
+        token: &str,
+        snap: HashMap<String, NodePresences>,
+    ) {
+        ClusterMetrics::inc(&self.metrics.topic_loads);
+        let mut v = lock(&self.views);
+        let Views { topics, dead } = &mut *v;
+        if let Some(out) = topics
+            .get_mut(topic)
+            .and_then(|tv| tv.snapshot(token, snap, dead))
+        {
+            self.deliver(topic, events::PRESENCE_DIFF, &out);
+        }
+    }
+
+    /// `node` is dead: its presences leave every view (once: a second call finds nothing).
+    pub(crate) fn node_down(&self, node: &str) {
+        let mut v = lock(&self.views);
+        if !v.dead.insert(node.to_string()) {
+            return;
+        }
+        ClusterMetrics::inc(&self.metrics.nodes_down);
+        tracing::warn!(node, "cluster node is down; its presences leave");
+        let topics: Vec<String> = v.topics.keys().cloned().collect();
+        for topic in topics {
+            let op = Op::Gone {
+                node: node.to_string(),
+            };
+            if let Some(out) = v.topics.get_mut(&topic).and_then(|tv| tv.handle(op)) {
+                self.deliver(&topic, events::PRESENCE_DIFF, &out);
+            }
+        }
+    }
+
+    /// `node` has a live record again.
+    pub(crate) fn node_up(&self, node: &str) {
+        lock(&self.views).dead.remove(node);
+    }
+
+    /// Marks the local state as possibly missing from Redis; the publisher re-publishes it.
+    pub(crate) fn mark_dirty(&self) {
+        let mut m = lock(&self.mirror);
+        if !m.dirty {
+            m.dirty = true;
+            tracing::info!("redis state may be stale; re-publishing local presences");
+        }
+        drop(m);
+        self.dirty_kick.notify_one();
+    }
+
+    /// Keys with at least one local presence (what the status flush refreshes).
+    pub fn local_keys(&self) -> HashSet<String> {
+        let m = lock(&self.mirror);
+        m.topics
+            .values()
+            .flat_map(|t| t.values().map(|p| p.key.clone()))
+            .collect()
+    }
+
+    /// Topics with a remote view, and remote presences held in them (for metrics).
+    pub fn view_counts(&self) -> (usize, usize) {
+        let v = lock(&self.views);
+        (v.topics.len(), v.topics.values().map(|t| t.len()).sum())
+    }
+}
+
+/// Writes a `presence_state` payload of `local` presences and `remote` ones (`(key, presence
+/// json)`, e.g. from [`Cluster::remote_presences`]), one entry per key.
+pub fn write_state_with(
+    local: &[(Key, Vec<PresenceView>)],
+    remote: &[(String, String)],
+    out: &mut Vec<u8>,
+) {
+    let remote = remote.iter().map(|(k, j)| Presence {
+        key: k.clone(),
+        json: j.as_str().into(),
+    });
+    write_state(local, remote.collect(), out);
+}
+
+fn write_state(local: &[(Key, Vec<PresenceView>)], remote: Vec<Presence>, out: &mut Vec<u8>) {
+    let mut all: Vec<Presence> = Vec::with_capacity(remote.len() + local.len());
+    let mut buf = Vec::with_capacity(64);
+    for (key, views) in local {
+        for p in views {
+            buf.clear();
+            write_presence(&mut buf, p);
+            all.push(Presence {
+                key: key.to_string(),
+                json: String::from_utf8_lossy(&buf).into(),
+            });
+        }
+    }
+    all.extend(remote);
+    let mut s = String::with_capacity(all.len() * 64 + 2);
+    wire::write_groups(&mut s, &all);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn msg_node<'a>(m: &Message<'a>) -> &'a str {
+    match m {
+        Message::Diff { node, .. }
+        | Message::Reset { node, .. }
+        | Message::Gone { node }
+        | Message::Broadcast { node, .. }
+        | Message::Marker { node, .. } => node,
+    }
+}
+
+/// Event names used on delivery.
+mod events {
+    /// Supabase's presence diff event.
+    pub(crate) const PRESENCE_DIFF: &str = "presence_diff";
+}

@@ -1,0 +1,298 @@
+//! Cluster mode: the wiring between the hub and the Redis adapter (`rollcall-redis`).
+//!
+//! With `--redis-url`, local diffs go to Redis from the engine's diff sink, channel joins
+//! subscribe the node to a topic's remote view, `presence_state` merges that view, remote
+//! diffs and broadcasts reach local subscribers through [`fan_out_local`], a periodic flush
+//! keeps the volatile status of keys with local presences in Redis, and the batch status
+//! query adds what the other nodes report. Without it every function here is a no-op.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use rollcall_core::{KeyStatus, Millis, Status, Topic};
+use rollcall_phoenix::{encode_broadcast, event};
+use rollcall_redis::{Cluster, ClusterConfig, StatusEntry};
+
+use crate::config::{ConfigError, ServerConfig, parse_duration};
+use crate::hub::{Frames, Hub};
+use crate::metrics::Metrics;
+
+/// Cluster settings (see `--redis-url`, `--redis-prefix`, `--node-timeout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// The Redis URL.
+    pub url: String,
+    /// Key and channel prefix [default: `rc`].
+    pub prefix: String,
+    /// A node silent this long is dead [default: 15 s, at least 400 ms].
+    pub node_timeout: Millis,
+}
+
+/// Validates the cluster flags; `None` without a URL.
+///
+/// # Errors
+/// A bad URL, prefix or timeout, naming its key.
+pub fn settings(
+    url: Option<String>,
+    prefix: Option<String>,
+    node_timeout: Option<String>,
+) -> Result<Option<RedisSettings>, ConfigError> {
+    let Some(url) = url.filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let node_timeout = match node_timeout {
+        None => Millis::from_secs(15),
+        Some(s) => match parse_duration(&s) {
+            Some(m) if m >= Millis(400) => m,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: "node_timeout",
+                    value: s,
+                    allowed: "a duration of at least 400ms, such as 15s",
+                });
+            }
+        },
+    };
+    let prefix = prefix.unwrap_or_else(|| "rc".to_string());
+    let mut probe = ClusterConfig::new(&url, "probe");
+    probe.prefix = prefix.clone();
+    if let Err(e) = Cluster::new(probe) {
+        let (key, value) = match e {
+            rollcall_redis::ClusterError::InvalidPrefix(p) => ("redis_prefix", p),
+            _ => ("redis_url", url),
+        };
+        return Err(ConfigError::Invalid {
+            key,
+            value,
+            allowed: if key == "redis_url" {
+                "a URL such as redis://127.0.0.1:6379"
+            } else {
+                "1 to 64 characters without braces"
+            },
+        });
+    }
+    Ok(Some(RedisSettings {
+        url,
+        prefix,
+        node_timeout,
+    }))
+}
+
+/// Builds the adapter for `cfg` (not started yet); `None` in single-node mode.
+pub fn build(cfg: &ServerConfig) -> Option<Arc<Cluster>> {
+    let s = cfg.redis.as_ref()?;
+    let mut c = ClusterConfig::new(&s.url, &cfg.node_id);
+    c.prefix = s.prefix.clone();
+    c.node_timeout = s.node_timeout.as_duration();
+    let ttl = cfg.core.heartbeat_interval.0 * u64::from(cfg.core.missed_heartbeats);
+    c.status_ttl = Duration::from_millis(ttl.max(1000));
+    match Cluster::new(c) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            // settings() validated the same values; keep serving as a single node.
+            tracing::error!(error = %e, "redis adapter not started");
+            None
+        }
+    }
+}
+
+/// Starts the adapter's tasks and the status flush (call inside the runtime).
+pub fn start(hub: &Arc<Hub>) {
+    let Some(cluster) = &hub.cluster else {
+        return;
+    };
+    let weak: Weak<Hub> = Arc::downgrade(hub);
+    cluster.start(Box::new(move |topic, event, payload| {
+        if let Some(hub) = weak.upgrade() {
+            fan_out_local(&hub, topic, event, payload);
+        }
+    }));
+    tokio::spawn(status_flush(Arc::downgrade(hub)));
+    tracing::info!(
+        node = cluster.node_id(),
+        "cluster mode: sharing presence through redis"
+    );
+}
+
+/// On shutdown: lets queued leaves reach Redis and removes this node's record.
+pub async fn flush(hub: &Hub) {
+    if let Some(c) = &hub.cluster {
+        c.leave(Duration::from_secs(2)).await;
+    }
+}
+
+impl Hub {
+    /// A channel of `topic` joined: keeps the node subscribed to the topic's remote view.
+    pub fn cluster_subscribe(&self, topic: &Topic) {
+        if let Some(c) = &self.cluster {
+            c.subscribe(topic.as_str());
+        }
+    }
+
+    /// `n` channels of `topic` left.
+    pub fn cluster_unsubscribe(&self, topic: &Topic, n: usize) {
+        if let Some(c) = &self.cluster {
+            for _ in 0..n {
+                c.unsubscribe(topic.as_str());
+            }
+        }
+    }
+
+    /// Writes `topic`'s `presence_state` payload: local presences, plus the remote view in
+    /// cluster mode.
+    pub fn write_presence_state(&self, topic: &str, out: &mut Vec<u8>) {
+        match &self.cluster {
+            None => self.engine.write_state_json(topic, out),
+            Some(c) => c.write_state_json(topic, &self.engine.list(topic), out),
+        }
+    }
+}
+
+/// Sends an already-encoded payload from another node to this node's subscribers of
+/// `topic` (never re-published). One encoding per serializer.
+pub fn fan_out_local(hub: &Hub, topic: &str, event_name: &str, payload: &str) {
+    let Some(entry) = hub.registry.get(topic) else {
+        return;
+    };
+    let is_diff = event_name == event::PRESENCE_DIFF;
+    let mut frames = Frames::default();
+    for sub in &entry.subs {
+        let msg = frames.get(sub.vsn, |vsn, out| {
+            encode_broadcast(vsn, &entry.external, event_name, payload, out)
+        });
+        if sub.outbox.send(msg, &hub.metrics) && is_diff {
+            Metrics::inc(&hub.metrics.diffs_sent);
+        }
+    }
+}
+
+/// The HTTP channel state: local presences plus the other nodes' (from the view, or read from
+/// Redis when this node has no subscriber of the topic).
+pub async fn write_channel_state(hub: &Hub, topic: &Topic, out: &mut Vec<u8>) {
+    let Some(c) = &hub.cluster else {
+        return hub.engine.write_state_json(topic, out);
+    };
+    let local = hub.engine.list(topic);
+    if c.has_view(topic) {
+        return c.write_state_json(topic, &local, out);
+    }
+    let remote = c.remote_presences(topic).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "channel state without other nodes: redis unreachable");
+        Vec::new()
+    });
+    rollcall_redis::write_state_with(&local, &remote, out);
+}
+
+/// Adds the other nodes' view of each key to the local statuses (one Redis round trip).
+/// Redis unreachable: the local answer stands.
+pub async fn merge_statuses(hub: &Hub, mut statuses: Vec<KeyStatus>) -> Vec<KeyStatus> {
+    let Some(c) = &hub.cluster else {
+        return statuses;
+    };
+    let keys: Vec<&str> = statuses.iter().map(|s| s.key.as_str()).collect();
+    let remote = match c.statuses(&keys).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "batch status without other nodes: redis unreachable");
+            return statuses;
+        }
+    };
+    let start_unix = hub.to_unix_ms(Millis::ZERO);
+    for (s, r) in statuses.iter_mut().zip(remote) {
+        let Some(r) = r else { continue };
+        let remote_status = if r.status == "online" {
+            Status::Online
+        } else {
+            Status::Idle
+        };
+        s.status = match (s.status, remote_status) {
+            (Status::Online, _) | (_, Status::Online) => Status::Online,
+            _ => Status::Idle,
+        };
+        s.connections += r.connections as usize;
+        let seen = Millis(r.last_seen_ms.saturating_sub(start_unix));
+        s.last_seen = Some(if s.status == Status::Online {
+            hub.now()
+        } else {
+            s.last_seen.map_or(seen, |l| l.max(seen))
+        });
+    }
+    statuses
+}
+
+/// Appends the adapter's metrics to `/metrics`.
+pub fn render_metrics(hub: &Hub, text: &mut String) {
+    if let Some(c) = &hub.cluster {
+        let (topics, presences) = c.view_counts();
+        c.metrics.render(
+            text,
+            &[
+                ("view_topics", "Topics with a remote view.", topics as u64),
+                (
+                    "view_presences",
+                    "Presences of other nodes in remote views.",
+                    presences as u64,
+                ),
+            ],
+        );
+    }
+}
+
+/// Every half heartbeat interval, writes the status of each key with local presences (one
+/// pipeline per 10,000 keys) and removes this node's entries of keys that left.
+async fn status_flush(hub: Weak<Hub>) {
+    let period = match hub.upgrade() {
+        Some(h) => Duration::from_millis((h.cfg.core.heartbeat_interval.0 / 2).max(100)),
+        None => return,
+    };
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut written: HashSet<String> = HashSet::new();
+    loop {
+        interval.tick().await;
+        let Some(hub) = hub.upgrade() else { return };
+        let Some(cluster) = hub.cluster.clone() else {
+            return;
+        };
+        let keys = cluster.local_keys();
+        let entries = local_entries(&hub, &keys);
+        let gone: Vec<String> = written.difference(&keys).cloned().collect();
+        drop(hub);
+        let mut ok = true;
+        for chunk in entries.chunks(10_000) {
+            ok &= cluster.write_statuses(chunk, &[]).await.is_ok();
+        }
+        for chunk in gone.chunks(10_000) {
+            ok &= cluster.write_statuses(&[], chunk).await.is_ok();
+        }
+        if ok {
+            written = keys;
+        }
+    }
+}
+
+fn local_entries(hub: &Hub, keys: &HashSet<String>) -> Vec<StatusEntry> {
+    let keys: Vec<rollcall_core::Key> = keys.iter().map(|k| rollcall_core::Key::new(k)).collect();
+    let now = hub.now();
+    let mut out = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(hub.cfg.core.max_batch_keys.max(1)) {
+        let Ok(statuses) = hub.engine.statuses(chunk, now) else {
+            continue;
+        };
+        for s in statuses {
+            let status = match s.status {
+                Status::Online => "online",
+                Status::Idle => "idle",
+                Status::Offline => continue,
+            };
+            out.push(StatusEntry {
+                key: s.key.to_string(),
+                status,
+                last_seen_ms: hub.to_unix_ms(s.last_seen.unwrap_or(now)),
+                connections: s.connections as u32,
+            });
+        }
+    }
+    out
+}

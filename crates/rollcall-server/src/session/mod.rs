@@ -1,0 +1,313 @@
+//! One socket's protocol state: its joined channels and what each inbound frame does.
+//!
+//! Synchronous on purpose: a frame goes in, engine calls and enqueued replies come out; no
+//! `.await`, so no lock is ever held across one. The socket task (`ws.rs`) owns the I/O and the
+//! timers (token expiry, join timeout) and calls back in.
+//!
+//! Files: `mod.rs` (dispatch and replies), `join.rs` (join, leave, auth), `events.rs`
+//! (presence, broadcast, access_token).
+
+mod events;
+mod join;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use rollcall_core::{ConnId, Key, LeaveReason, Outputs, Topic};
+use rollcall_phoenix::{
+    Inbound, Vsn, decode_binary, decode_text, encode_close, encode_push, encode_reply, event, reply,
+};
+
+use crate::auth::Claims;
+use crate::hub::{Hub, Outbox, text_message};
+use crate::limits::RateWindow;
+use crate::metrics::Metrics;
+
+pub use join::topic_for;
+
+/// A joined channel.
+#[derive(Debug)]
+struct Channel {
+    join_ref: Arc<str>,
+    internal: Topic,
+    /// The presence key; `None` when `presence_key = sub` and the token has no `sub`.
+    key: Option<Key>,
+    broadcast_self: bool,
+    broadcast_ack: bool,
+    private: bool,
+    /// The token this channel was authorised with (when auth is on).
+    token: Option<String>,
+    /// When that token expires, Unix seconds.
+    exp: Option<u64>,
+    presence_calls: RateWindow,
+}
+
+/// Per-socket protocol state.
+pub struct Session {
+    hub: Arc<Hub>,
+    conn: ConnId,
+    vsn: Vsn,
+    outbox: Outbox,
+    channels: HashMap<String, Channel>,
+    out: Outputs,
+    /// The socket's `apikey` token and its claims (verified on connect when auth is on).
+    apikey: Option<(String, Option<Claims>)>,
+    joins: RateWindow,
+    events: RateWindow,
+    joined_once: bool,
+}
+
+impl Session {
+    /// A session for a connection already registered with the engine. `apikey` is the
+    /// connect-time token (already verified when auth is on).
+    pub fn new(
+        hub: Arc<Hub>,
+        conn: ConnId,
+        vsn: Vsn,
+        outbox: Outbox,
+        apikey: Option<(String, Option<Claims>)>,
+    ) -> Session {
+        Session {
+            hub,
+            conn,
+            vsn,
+            outbox,
+            channels: HashMap::new(),
+            out: Outputs::default(),
+            apikey,
+            joins: RateWindow::new(),
+            events: RateWindow::new(),
+            joined_once: false,
+        }
+    }
+
+    /// Handles one text frame.
+    pub fn handle_text(&mut self, text: &str) {
+        self.touch();
+        Metrics::inc(&self.hub.metrics.messages_in);
+        match decode_text(self.vsn, text) {
+            Ok(msg) => self.dispatch(msg),
+            Err(e) => self.malformed(&e.to_string()),
+        }
+    }
+
+    /// Handles one binary frame (kind 3 user broadcast, kind 0 push).
+    pub fn handle_binary(&mut self, data: &[u8]) {
+        self.touch();
+        Metrics::inc(&self.hub.metrics.messages_in);
+        match decode_binary(data) {
+            Ok(msg) => self.dispatch(msg),
+            Err(e) => self.malformed(&e.to_string()),
+        }
+    }
+
+    /// Counts any inbound traffic (including ping/pong) as liveness.
+    pub fn touch(&self) {
+        self.hub.engine.heartbeat(self.conn, self.hub.now());
+    }
+
+    /// The WebSocket layer rejected input; returns true when it was a message over
+    /// `max_frame_bytes` (the caller closes with 1009).
+    pub fn protocol_error(&self, why: &str) -> bool {
+        let too_big = why.contains("too long") || why.contains("too big");
+        self.hub.metrics.error(if too_big {
+            "frame_too_large"
+        } else {
+            "websocket_error"
+        });
+        too_big
+    }
+
+    /// True once any channel was joined (the join timeout no longer applies).
+    pub fn joined_once(&self) -> bool {
+        self.joined_once
+    }
+
+    fn malformed(&mut self, why: &str) {
+        tracing::debug!(conn = self.conn.0, why, "malformed frame");
+        self.hub.metrics.error("malformed_message");
+        let body = reply::error_reason(&format!("malformed message: {why}"));
+        self.reply(None, None, event::PHOENIX_TOPIC, reply::STATUS_ERROR, &body);
+    }
+
+    fn send(&self, buf: Vec<u8>) {
+        self.outbox.send(text_message(buf), &self.hub.metrics);
+    }
+
+    fn reply(
+        &self,
+        join_ref: Option<&str>,
+        msg_ref: Option<&str>,
+        topic: &str,
+        status: &str,
+        response: &str,
+    ) {
+        let mut buf = Vec::with_capacity(64 + response.len());
+        encode_reply(
+            self.vsn, join_ref, msg_ref, topic, status, response, &mut buf,
+        );
+        self.send(buf);
+    }
+
+    fn error(&self, msg: &Inbound<'_>, metric: &'static str, reason: &str) {
+        self.hub.metrics.error(metric);
+        self.reply(
+            msg.join_ref.as_deref(),
+            msg.msg_ref.as_deref(),
+            &msg.topic,
+            reply::STATUS_ERROR,
+            &reply::error_reason(reason),
+        );
+    }
+
+    fn ok(&self, msg: &Inbound<'_>, response: &str) {
+        self.reply(
+            msg.join_ref.as_deref(),
+            msg.msg_ref.as_deref(),
+            &msg.topic,
+            reply::STATUS_OK,
+            response,
+        );
+    }
+
+    fn dispatch(&mut self, msg: Inbound<'_>) {
+        tracing::trace!(conn = self.conn.0, topic = %msg.topic, event = %msg.event, "inbound");
+        if msg.topic == event::PHOENIX_TOPIC && msg.event == event::HEARTBEAT {
+            Metrics::inc(&self.hub.metrics.heartbeats);
+            return self.ok(&msg, reply::ok_empty());
+        }
+        let limits = &self.hub.cfg.limits;
+        if !self.events.allow(
+            self.hub.now(),
+            rollcall_core::Millis::from_secs(1),
+            limits.max_events_per_second,
+        ) {
+            if self.channels.contains_key(&*msg.topic) {
+                return self.end_channel(&msg.topic, "events_rate", reply::TOO_MANY_MESSAGES);
+            }
+            return self.error(&msg, "events_rate", reply::TOO_MANY_MESSAGES);
+        }
+        if msg.topic == event::PHOENIX_TOPIC {
+            let reason = format!("unknown event on phoenix: {}", msg.event);
+            return self.error(&msg, "unknown_event", &reason);
+        }
+        match &*msg.event {
+            event::PHX_JOIN => self.join(&msg),
+            event::PHX_LEAVE => {
+                self.ok(&msg, reply::ok_empty());
+                if self.channels.contains_key(&*msg.topic) {
+                    self.leave(&msg.topic);
+                }
+            }
+            _ if !self.channels.contains_key(&*msg.topic) => {
+                self.error(&msg, "unmatched_topic", reply::UNMATCHED_TOPIC);
+            }
+            event::PRESENCE => self.presence(&msg),
+            event::BROADCAST => self.broadcast(&msg),
+            event::ACCESS_TOKEN => self.access_token(&msg),
+            other => {
+                let reason = format!("UnknownEvent: {other} is not handled by this server");
+                self.error(&msg, "unknown_event", &reason);
+            }
+        }
+    }
+
+    /// Removes a channel: its presence leaves, its subscription ends, then `phx_close`.
+    fn leave(&mut self, topic: &str) {
+        let Some(ch) = self.channels.remove(topic) else {
+            return;
+        };
+        self.hub.channels.fetch_sub(1, Ordering::Relaxed);
+        if let Some(key) = &ch.key {
+            let now = self.hub.now();
+            let _ = self
+                .hub
+                .engine
+                .untrack(self.conn, &ch.internal, key, now, &mut self.out);
+            self.hub.handle_events(&mut self.out);
+        }
+        unsubscribe(&self.hub, &ch.internal, self.conn, &ch.join_ref);
+        let mut buf = Vec::new();
+        encode_close(self.vsn, Some(&ch.join_ref), topic, &mut buf);
+        self.send(buf);
+    }
+
+    /// Ends a channel as Supabase does on a policy violation: `system` error, then `phx_close`.
+    fn end_channel(&mut self, topic: &str, metric: &'static str, message: &str) {
+        self.hub.metrics.error(metric);
+        let Some(ch) = self.channels.get(topic) else {
+            return;
+        };
+        let sub = topic.strip_prefix(event::TOPIC_PREFIX);
+        let body = reply::system_message(reply::STATUS_ERROR, message, sub);
+        let mut buf = Vec::new();
+        encode_push(
+            self.vsn,
+            Some(&ch.join_ref),
+            topic,
+            event::SYSTEM,
+            &body,
+            &mut buf,
+        );
+        self.send(buf);
+        self.leave(topic);
+    }
+
+    /// The earliest token expiry among joined channels (Unix seconds).
+    pub fn next_token_expiry(&self) -> Option<u64> {
+        self.channels.values().filter_map(|c| c.exp).min()
+    }
+
+    /// Ends every channel whose token expired at `now` (Unix seconds).
+    pub fn expire_tokens(&mut self, now: u64) {
+        let expired: Vec<(String, u64)> = self
+            .channels
+            .iter()
+            .filter_map(|(t, c)| c.exp.filter(|e| *e <= now).map(|e| (t.clone(), e)))
+            .collect();
+        for (topic, exp) in expired {
+            let msg = format!("Token has expired {} seconds ago", now - exp);
+            self.end_channel(&topic, "token_expired", &msg);
+        }
+    }
+
+    /// The socket closed (or is being closed): everything this connection held goes.
+    pub fn close(&mut self, reason: LeaveReason) {
+        let now = self.hub.now();
+        for (_, ch) in self.channels.drain() {
+            self.hub.channels.fetch_sub(1, Ordering::Relaxed);
+            unsubscribe(&self.hub, &ch.internal, self.conn, &ch.join_ref);
+        }
+        self.hub
+            .engine
+            .close_with(self.conn, now, reason, &mut self.out);
+        self.hub.handle_events(&mut self.out);
+    }
+
+    /// Sends `phx_close` on every joined channel (server shutdown).
+    pub fn close_all_channels(&self) {
+        for (topic, ch) in &self.channels {
+            let mut buf = Vec::new();
+            encode_close(self.vsn, Some(&ch.join_ref), topic, &mut buf);
+            self.send(buf);
+        }
+    }
+}
+
+fn unsubscribe(hub: &Hub, internal: &Topic, conn: ConnId, join_ref: &str) {
+    let removed = match hub.registry.get_mut(internal.as_str()) {
+        Some(mut entry) => {
+            let before = entry.subs.len();
+            entry
+                .subs
+                .retain(|s| !(s.conn == conn && *s.join_ref == *join_ref));
+            before - entry.subs.len()
+        }
+        None => 0,
+    };
+    // After the registry guard is gone: remote deliveries take the view lock, then the registry.
+    hub.cluster_unsubscribe(internal, removed);
+    hub.registry
+        .remove_if(internal.as_str(), |_, e| e.subs.is_empty());
+}

@@ -1,0 +1,231 @@
+//! Several `rollcall` processes sharing one Redis: clients on different nodes see one channel
+//! state and the same diffs; a node killed with SIGKILL has its users leave everywhere within
+//! `node_timeout`, exactly once; after Redis drops every connection, every node's view equals
+//! the live presences again. Each test uses its own key prefix, so they run in parallel.
+
+mod cluster_support;
+
+use std::time::Duration;
+
+use cluster_support::{Client, Node, expect, http_request};
+use rollcall_testkit::{service_url, unique_name};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn clients_on_two_nodes_see_each_other_and_diffs_cross_nodes() {
+    let Some(url) = service_url("REDIS_URL") else {
+        return;
+    };
+    let prefix = unique_name("rc_see");
+    let a = Node::start(&url, &prefix, "see-a", "3s").await;
+    let b = Node::start(&url, &prefix, "see-b", "3s").await;
+    let mut alice = Client::join(&a, "room", "alice").await;
+    alice.track(json!({"name": "alice"})).await;
+    alice
+        .wait(WAIT, |c| c.keys() == expect(&[("alice", 1)]))
+        .await;
+    // bob joins on the other node: alice's presence reaches him (state or diff).
+    let mut bob = Client::join(&b, "room", "bob").await;
+    bob.wait(WAIT, |c| c.keys() == expect(&[("alice", 1)]))
+        .await;
+    bob.track(json!({"name": "bob"})).await;
+    bob.wait(WAIT, |c| c.keys() == expect(&[("alice", 1), ("bob", 1)]))
+        .await;
+    alice
+        .wait(WAIT, |c| c.keys() == expect(&[("alice", 1), ("bob", 1)]))
+        .await;
+    // the same key on both nodes: one entry, two metas, for a late joiner on either node.
+    let mut alice2 = Client::join(&b, "room", "alice").await;
+    alice2.track(json!({"device": 2})).await;
+    for c in [&mut alice, &mut bob, &mut alice2] {
+        c.wait(WAIT, |c| c.keys() == expect(&[("alice", 2), ("bob", 1)]))
+            .await;
+    }
+    let late = Client::join(&a, "room", "late").await;
+    assert_eq!(
+        late.keys(),
+        expect(&[("alice", 2), ("bob", 1)]),
+        "state merges nodes"
+    );
+    // an update and a leave cross nodes
+    bob.track(json!({"name": "bob", "status": "away"})).await;
+    bob.untrack().await;
+    alice
+        .wait(WAIT, |c| c.keys() == expect(&[("alice", 2)]))
+        .await;
+    // a REST broadcast on node B reaches a socket on node A
+    let body = json!({"messages": [{"topic": "room", "event": "ping", "payload": {"n": 1}}]});
+    http_request(b.port, "POST", "/api/broadcast", &body.to_string()).await;
+    alice.wait(WAIT, |c| !c.broadcasts.is_empty()).await;
+    assert_eq!(alice.broadcasts[0]["payload"]["n"], 1);
+    // the batch status answers on any node
+    let body = json!({"keys": ["alice", "bob", "nobody"]});
+    let status = http_request(b.port, "POST", "/api/presence/status", &body.to_string()).await;
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(v["statuses"]["nobody"]["status"], "offline", "{v}");
+    assert!(v["statuses"]["bob"]["status"].is_string(), "{v}");
+}
+
+#[tokio::test]
+async fn a_killed_node_s_users_leave_everywhere_once_within_node_timeout() {
+    let Some(url) = service_url("REDIS_URL") else {
+        return;
+    };
+    let prefix = unique_name("rc_kill");
+    let a = Node::start(&url, &prefix, "kill-a", "2s").await;
+    let mut b = Node::start(&url, &prefix, "kill-b", "2s").await;
+    let c = Node::start(&url, &prefix, "kill-c", "2s").await;
+    let mut watch_a = Client::join(&a, "room", "watcher-a").await;
+    let mut watch_c = Client::join(&c, "room", "watcher-c").await;
+    let mut b1 = Client::join(&b, "room", "bob").await;
+    let mut b2 = Client::join(&b, "room", "carol").await;
+    b1.track(json!({})).await;
+    b2.track(json!({})).await;
+    let both = expect(&[("bob", 1), ("carol", 1)]);
+    watch_a.wait(WAIT, |c| c.keys() == both).await;
+    watch_c.wait(WAIT, |c| c.keys() == both).await;
+    b.kill9();
+    let started = std::time::Instant::now();
+    // node_timeout 2 s + slack
+    watch_a
+        .wait(Duration::from_secs(6), |c| c.keys().is_empty())
+        .await;
+    watch_c
+        .wait(Duration::from_secs(6), |c| c.keys().is_empty())
+        .await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(6), "leaves took {took:?}");
+    // nothing more arrives: each ref left exactly once on each client
+    watch_a.pump(Duration::from_millis(1500)).await;
+    watch_c.pump(Duration::from_millis(1500)).await;
+    for w in [&watch_a, &watch_c] {
+        assert_eq!(w.leaves.len(), 2, "{:?}", w.leaves);
+        assert!(
+            w.leaves.values().all(|n| *n == 1),
+            "duplicate leave: {:?}",
+            w.leaves
+        );
+    }
+    // a newcomer sees nobody from the dead node; one survivor reaped it
+    let late = Client::join(&a, "room", "late").await;
+    assert!(late.keys().is_empty(), "{:?}", late.keys());
+    let reaped = a.metric("rollcall_redis_nodes_reaped_total").await
+        + c.metric("rollcall_redis_nodes_reaped_total").await;
+    assert_eq!(reaped, 1, "exactly one survivor removes the dead node");
+}
+
+/// Kills every Redis connection opened on database `db` (this test's nodes only), with
+/// `redis-cli` (CI starts Redis with it, so it is there).
+fn kill_connections(url: &str, db: u32) -> usize {
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-u", url])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let list = cli(&["CLIENT", "LIST"]);
+    let mut killed = 0;
+    for line in list.lines() {
+        let field = |name: &str| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+                .map(str::to_string)
+        };
+        let (Some(id), Some(cdb)) = (field("id"), field("db")) else {
+            continue;
+        };
+        if cdb == db.to_string() {
+            cli(&["CLIENT", "KILL", "ID", &id]);
+            killed += 1;
+        }
+    }
+    killed
+}
+
+#[tokio::test]
+async fn after_redis_drops_every_connection_each_view_equals_the_live_presences() {
+    let Some(url) = service_url("REDIS_URL") else {
+        return;
+    };
+    // A database of its own, so killing "our" connections spares parallel tests.
+    let db = 7;
+    let node_url = format!("{}/{db}", url.trim_end_matches('/'));
+    let prefix = unique_name("rc_outage");
+    let a = Node::start(&node_url, &prefix, "out-a", "3s").await;
+    let b = Node::start(&node_url, &prefix, "out-b", "3s").await;
+    let mut wa = Client::join(&a, "room", "wa").await;
+    let mut wb = Client::join(&b, "room", "wb").await;
+    let mut stay = Client::join(&b, "room", "stay").await;
+    let mut go = Client::join(&b, "room", "go").await;
+    stay.track(json!({})).await;
+    go.track(json!({})).await;
+    let before = expect(&[("go", 1), ("stay", 1)]);
+    wa.wait(WAIT, |c| c.keys() == before).await;
+    // Drop all connections, and change presences on both nodes while they reconnect.
+    let killed = kill_connections(&url, db);
+    assert!(
+        killed >= 4,
+        "expected both nodes' connections, killed {killed}"
+    );
+    go.untrack().await;
+    let mut newcomer = Client::join(&a, "room", "new").await;
+    newcomer.track(json!({})).await;
+    kill_connections(&url, db);
+    let live = expect(&[("new", 1), ("stay", 1)]);
+    for c in [&mut wa, &mut wb, &mut stay, &mut newcomer] {
+        c.wait(Duration::from_secs(10), |c| c.keys() == live).await;
+    }
+    // fresh joiners on both nodes get exactly the live set in their state
+    for n in [&a, &b] {
+        let mut fresh = Client::join(n, "room", "fresh").await;
+        fresh.wait(WAIT, |c| c.keys() == live).await;
+        fresh.pump(Duration::from_millis(300)).await;
+        assert_eq!(fresh.keys(), live);
+    }
+    assert!(a.metric("rollcall_redis_pubsub_connects_total").await >= 2);
+}
+
+/// Benchmark, not a check: cross-node diff latency (track on node A → `presence_diff` on a
+/// socket of node B), p50/p99 over 1,000 updates. Run with:
+/// `cargo test --release -p rollcall-server --test cluster -- --ignored cross_node --nocapture`
+#[tokio::test]
+#[ignore = "benchmark"]
+async fn cross_node_diff_latency() {
+    let Some(url) = service_url("REDIS_URL") else {
+        return;
+    };
+    let prefix = unique_name("rc_lat");
+    let unlimited = [
+        "--presence-calls",
+        "1000000",
+        "--max-events-per-second",
+        "1000000",
+    ];
+    let a = Node::start_with(&url, &prefix, "lat-a", "15s", &unlimited).await;
+    let b = Node::start(&url, &prefix, "lat-b", "15s").await;
+    let mut writer = Client::join(&a, "room", "writer").await;
+    let mut reader = Client::join(&b, "room", "reader").await;
+    let mut samples = Vec::with_capacity(1000);
+    for i in 0..1000u64 {
+        let t = std::time::Instant::now();
+        writer.track(json!({ "i": i })).await;
+        reader.wait(WAIT, |c| c.joined_meta_i == Some(i)).await;
+        samples.push(t.elapsed());
+        if i % 100 == 0 {
+            writer.pump(Duration::from_millis(1)).await;
+        }
+    }
+    samples.sort();
+    let p = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    println!(
+        "cross-node diff latency over {} updates: p50 {:?}, p99 {:?}, max {:?}",
+        samples.len(),
+        p(0.50),
+        p(0.99),
+        samples[samples.len() - 1]
+    );
+}
