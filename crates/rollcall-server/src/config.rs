@@ -306,6 +306,23 @@ fn database_url(v: Option<String>) -> Result<Option<String>, ConfigError> {
     }
 }
 
+/// The default node id: `<hostname>-<port>`, stable across restarts (so crash recovery finds
+/// this node's sessions) and distinct for nodes on one host.
+pub fn default_node_id(port: u16) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "rollcall".into());
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .take(40)
+        .collect();
+    let host = if host.is_empty() { "rollcall".to_string() } else { host };
+    format!("{host}-{port}")
+}
+
 /// A fresh random node id such as `node-3f2a9c1e`.
 pub fn random_node_id() -> String {
     format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
@@ -476,7 +493,9 @@ impl ServerConfig {
             }
         };
         let node_id = match pick(cli.node_id, file.node_id) {
-            None => d.node_id.clone(),
+            // port 0 (an OS-chosen port) cannot name a node stably: use a random id
+            None if bind.port() == 0 => random_node_id(),
+            None => default_node_id(bind.port()),
             Some(id) if valid_node_id(&id) => id,
             Some(id) => {
                 return Err(ConfigError::Invalid {
