@@ -10,7 +10,7 @@
 //! per-key hashes with a TTL, written and read in pipelines.
 //!
 //! Layout: `cluster.rs` (the [`Cluster`] handle), `view.rs` (remote views and loading),
-//! `wire.rs` (message and value formats), `keys.rs` (key layout, Cluster hash tags),
+//! `inbound.rs` (applying messages), `wire.rs` (message and value formats), `keys.rs` (key layout, Cluster hash tags),
 //! `publisher.rs`, `subscriber.rs`, `liveness.rs` (the tasks), `status.rs`, `metrics.rs`.
 //!
 //! Dependencies: `rollcall-core` (diff types and JSON rendering), `redis`, `tokio`. It does
@@ -18,6 +18,7 @@
 
 mod cluster;
 mod error;
+mod inbound;
 mod keys;
 mod liveness;
 mod metrics;
