@@ -37,7 +37,12 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 async fn open(server: SocketAddr, i: usize) -> Ws {
     // Spread source addresses over 127.0.0.x so ephemeral ports never run out.
-    let src = IpAddr::V4(Ipv4Addr::new(127, 0, (i / 250 % 250) as u8, (i % 250 + 2) as u8));
+    let src = IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        (i / 250 % 250) as u8,
+        (i % 250 + 2) as u8,
+    ));
     let sock = TcpSocket::new_v4().expect("socket");
     sock.bind(SocketAddr::new(src, 0)).expect("bind source");
     let stream = sock.connect(server).await.expect("connect");
@@ -70,7 +75,8 @@ fn track(room: &str, n: u128) -> Message {
 async fn await_ref(ws: &mut Ws, r: &str) {
     while let Some(Ok(m)) = ws.next().await {
         if let Message::Text(t) = m
-            && t.contains(&format!(",\"{r}\",")) && t.contains("phx_reply")
+            && t.contains(&format!(",\"{r}\","))
+            && t.contains("phx_reply")
         {
             return;
         }
@@ -87,16 +93,33 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let pid: u32 = args.get(1).and_then(|a| a.parse().ok()).expect("server pid");
-    let server: SocketAddr = args.get(2).and_then(|a| a.parse().ok()).expect("server addr");
-    let n: usize = args.get(3).and_then(|a| a.parse().ok()).expect("connections");
+    let pid: u32 = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .expect("server pid");
+    let server: SocketAddr = args
+        .get(2)
+        .and_then(|a| a.parse().ok())
+        .expect("server addr");
+    let n: usize = args
+        .get(3)
+        .and_then(|a| a.parse().ok())
+        .expect("connections");
     let opt = |name: &str, default: u64| -> u64 {
         args.iter()
             .skip(4)
-            .find_map(|a| a.strip_prefix(&format!("{name}=")).and_then(|v| v.parse().ok()))
+            .find_map(|a| {
+                a.strip_prefix(&format!("{name}="))
+                    .and_then(|v| v.parse().ok())
+            })
             .unwrap_or(default)
     };
-    let (room, beat_ms, secs, fanout) = (opt("room", 10), opt("beat_ms", 1000), opt("secs", 10), opt("fanout", 1000));
+    let (room, beat_ms, secs, fanout) = (
+        opt("room", 10),
+        opt("beat_ms", 1000),
+        opt("secs", 10),
+        opt("fanout", 1000),
+    );
 
     let (rss0, cpu0) = proc_usage(pid);
     let t0 = Instant::now();
@@ -162,7 +185,10 @@ async fn main() {
     let mut lat = Vec::new();
     for round in 0..20u128 {
         let t = Instant::now();
-        members[0].send(track("fanout", round)).await.expect("track");
+        members[0]
+            .send(track("fanout", round))
+            .await
+            .expect("track");
         let mut waits = Vec::new();
         for ws in members.iter_mut().skip(1) {
             waits.push(async move {

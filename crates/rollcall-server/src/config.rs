@@ -316,10 +316,20 @@ pub fn default_node_id(port: u16) -> String {
     let host: String = host
         .trim()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(40)
         .collect();
-    let host = if host.is_empty() { "rollcall".to_string() } else { host };
+    let host = if host.is_empty() {
+        "rollcall".to_string()
+    } else {
+        host
+    };
     format!("{host}-{port}")
 }
 

@@ -400,9 +400,7 @@ async fn every_limit_trips_with_its_reason() {
     );
     // connections per node
     let _third = connect_with(s.addr, "k").await.unwrap();
-    let (status, body) = connect_with(s.addr, "k")
-        .await
-        .expect_err("over the limit");
+    let (status, body) = connect_with(s.addr, "k").await.expect_err("over the limit");
     assert_eq!(
         (status, body.as_str()),
         (429, r#"{"error":"Too many connected users"}"#)
