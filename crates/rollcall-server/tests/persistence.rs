@@ -7,15 +7,13 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use rollcall_server::{Hub, ServerConfig};
 use rollcall_sql::{DbConfig, DbMetrics, Persistence};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use tokio_tungstenite::connect_async;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use support::{Ws, send};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(rollcall_testkit::unique_name(name));
@@ -47,30 +45,8 @@ async fn start_with(cfg: ServerConfig, db: DbConfig) -> support::TestServer {
     }
 }
 
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::text(v.to_string())).await.unwrap();
-}
-
-async fn next(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("stream open")
-            .expect("frame ok");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(&t).unwrap();
-        }
-    }
-}
-
 async fn until(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
-    loop {
-        let v = next(ws).await;
-        if pred(&v) {
-            return v;
-        }
-    }
+    support::until(ws, 10, pred).await
 }
 
 /// Connects, joins `realtime:room-KEY` as `key` and tracks; returns once the track is acked.

@@ -8,41 +8,17 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
+use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use support::{Ws, connect, send};
 
-async fn connect(url: &str) -> Ws {
-    connect_async(url).await.expect("upgrade").0
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::text(v.to_string())).await.unwrap();
-}
-
-/// Next text frame as JSON (2 s timeout).
 async fn next(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(2), ws.next())
-            .await
-            .expect("a frame within 2 s")
-            .expect("stream open")
-            .expect("frame ok");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(&t).unwrap();
-        }
-    }
+    support::next_frame(ws, 2).await
 }
 
-/// Reads until a frame matching `pred` arrives.
 async fn until(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
-    loop {
-        let v = next(ws).await;
-        if pred(&v) {
-            return v;
-        }
-    }
+    support::until(ws, 2, pred).await
 }
 
 fn join(topic: &str, jr: &str, key: &str) -> Value {

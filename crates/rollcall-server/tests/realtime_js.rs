@@ -26,50 +26,13 @@ async fn npm_ci(dir: &PathBuf) {
     assert!(status.success(), "npm ci failed in {}", dir.display());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn realtime_js_conformance_suite_passes() {
-    let dir = suite_dir();
-    npm_ci(&dir).await;
-    let mut cfg = support::fast_config(1000, 3);
-    cfg.max_channels_per_connection = 100;
-    let server = support::start(cfg).await;
+/// Runs `node --test <args>` in the suite directory against `server`; panics with the output
+/// when the suite fails.
+async fn run_node(server: &support::TestServer, args: &[&str], what: &str) {
     let output = tokio::process::Command::new("node")
         .args(["--test", "--test-reporter=spec"])
-        .current_dir(&dir)
-        .env("ROLLCALL_URL", server.http_url())
-        .env("ROLLCALL_HEARTBEAT_MS", "1000")
-        .env("ROLLCALL_MISSED_HEARTBEATS", "3")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .expect("node must be installed");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
-        panic!("realtime-js suite failed:\n{stdout}\n{stderr}");
-    }
-    println!("{stdout}");
-    server.shutdown().await.unwrap();
-}
-
-/// Cases 25–30 (auth and limits) against a server with a JWT secret, 3 channels per
-/// connection and Supabase's presence rate (5 calls per 30 s).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn realtime_js_auth_and_limit_cases_pass() {
-    let dir = suite_dir();
-    npm_ci(&dir).await;
-    let mut cfg = support::fast_config(1000, 3);
-    cfg.max_channels_per_connection = 3;
-    cfg.limits.presence_calls = 5;
-    cfg.limits.presence_window = rollcall_core::Millis::from_secs(30);
-    cfg.auth = std::sync::Arc::new(
-        rollcall_server::auth::Auth::new(Some("rollcall-test-secret"), None, None).unwrap(),
-    );
-    let server = support::start(cfg).await;
-    let output = tokio::process::Command::new("node")
-        .args(["--test", "--test-reporter=spec", "auth.suite.mjs"])
-        .current_dir(&dir)
+        .args(args)
+        .current_dir(suite_dir())
         .env("ROLLCALL_URL", server.http_url())
         .env("ROLLCALL_HEARTBEAT_MS", "1000")
         .env("ROLLCALL_MISSED_HEARTBEATS", "3")
@@ -83,7 +46,37 @@ async fn realtime_js_auth_and_limit_cases_pass() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "realtime-js auth cases failed:\n{stdout}\n{stderr}"
+        "{what} failed:\n{stdout}\n{stderr}"
     );
+    println!("{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_js_conformance_suite_passes() {
+    npm_ci(&suite_dir()).await;
+    let server = support::start(support::fast_config(1000, 3)).await;
+    run_node(&server, &[], "realtime-js conformance suite").await;
+    server.shutdown().await.unwrap();
+}
+
+/// Cases 25–30 (auth and limits) against a server with a JWT secret, 3 channels per
+/// connection and Supabase's presence rate (5 calls per 30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_js_auth_and_limit_cases_pass() {
+    npm_ci(&suite_dir()).await;
+    let mut cfg = support::fast_config(1000, 3);
+    cfg.max_channels_per_connection = 3;
+    cfg.limits.presence_calls = 5;
+    cfg.limits.presence_window = rollcall_core::Millis::from_secs(30);
+    cfg.auth = std::sync::Arc::new(
+        rollcall_server::auth::Auth::new(Some("rollcall-test-secret"), None, None).unwrap(),
+    );
+    let server = support::start(cfg).await;
+    run_node(
+        &server,
+        &["auth.suite.mjs"],
+        "realtime-js auth and limit cases",
+    )
+    .await;
     server.shutdown().await.unwrap();
 }

@@ -5,9 +5,51 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures_util::{SinkExt, StreamExt};
 use rollcall_core::Millis;
 use rollcall_server::{Hub, ServerConfig};
+use serde_json::Value;
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+/// A raw WebSocket client.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens a raw WebSocket (the upgrade must succeed).
+pub async fn connect(url: &str) -> Ws {
+    connect_async(url).await.expect("upgrade").0
+}
+
+/// Sends one JSON text frame.
+pub async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+/// The next text frame as JSON, failing after `secs`.
+pub async fn next_frame(ws: &mut Ws, secs: u64) -> Value {
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(secs), ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("stream open")
+            .expect("frame ok");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
+
+/// Reads frames until one matches `pred` (each within `secs`).
+pub async fn until(ws: &mut Ws, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let v = next_frame(ws, secs).await;
+        if pred(&v) {
+            return v;
+        }
+    }
+}
 
 /// A running server; dropping `stop` (or sending on it) shuts it down.
 pub struct TestServer {
