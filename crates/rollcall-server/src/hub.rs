@@ -5,15 +5,16 @@
 //! reference-counted bytes. Diffs arrive through the engine's diff sink, under the core's topic
 //! lock, so subscribers see a topic's diffs in the order they happened.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use dashmap::DashMap;
 use rollcall_core::{ConnId, Engine, Millis, Outputs, StatusEvent, TopicDiff};
 use rollcall_phoenix::{Vsn, encode_broadcast, event};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
@@ -29,20 +30,34 @@ pub enum KillReason {
     JoinRate,
 }
 
-/// Control block of one open connection, shared with the fan-out and the timer task.
+/// Control block of one open connection, shared with the fan-out and the timer task: its
+/// outbound queue and the kill switch.
+///
+/// The queue is a `VecDeque` behind a per-connection `std::sync::Mutex` (held for a push or a
+/// pop, never across an `.await`) instead of a tokio channel: an idle connection's empty
+/// queue holds no allocation, and the capacity a burst left behind is released once drained.
 #[derive(Debug)]
 pub struct ConnCtl {
     kill: Notify,
     reason: std::sync::Mutex<Option<KillReason>>,
+    queue: std::sync::Mutex<VecDeque<Message>>,
+    ready: Notify,
+    closed: AtomicBool,
     /// Payload bytes enqueued and not yet written to the socket.
     pub queued_bytes: AtomicUsize,
 }
+
+/// Queue capacity kept after draining; beyond it the buffer is released.
+const KEEP_QUEUE_CAPACITY: usize = 16;
 
 impl ConnCtl {
     fn new() -> ConnCtl {
         ConnCtl {
             kill: Notify::new(),
             reason: std::sync::Mutex::new(None),
+            queue: std::sync::Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            closed: AtomicBool::new(false),
             queued_bytes: AtomicUsize::new(0),
         }
     }
@@ -65,13 +80,42 @@ impl ConnCtl {
             self.kill.notified().await;
         }
     }
+
+    /// Takes the next queued message, if any (the byte count is the writer's to update).
+    pub fn try_recv(&self) -> Option<Message> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let msg = q.pop_front();
+        if q.is_empty() && q.capacity() > KEEP_QUEUE_CAPACITY {
+            q.shrink_to(KEEP_QUEUE_CAPACITY);
+        }
+        msg
+    }
+
+    /// Waits for the next queued message.
+    pub async fn recv(&self) -> Message {
+        loop {
+            if let Some(m) = self.try_recv() {
+                return m;
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// The connection is gone: later sends are refused and queued messages dropped.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.clear();
+        q.shrink_to_fit();
+        self.queued_bytes.store(0, Ordering::Relaxed);
+    }
 }
 
 /// The sending side of a connection: its bounded queue and its control block.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<Message>,
     ctl: Arc<ConnCtl>,
+    max_len: usize,
     max_bytes: usize,
 }
 
@@ -85,18 +129,16 @@ pub fn message_len(msg: &Message) -> usize {
 }
 
 impl Outbox {
-    /// Creates a queue of at most `bound` messages and `max_bytes` payload bytes; returns the
-    /// outbox, the receiving end and the control block (which counts the queued bytes).
-    pub fn new(bound: usize, max_bytes: usize) -> (Outbox, mpsc::Receiver<Message>, Arc<ConnCtl>) {
-        let (tx, rx) = mpsc::channel(bound);
+    /// Creates a queue of at most `max_len` messages and `max_bytes` payload bytes; returns
+    /// the outbox and the control block (the receiving end: [`ConnCtl::recv`]).
+    pub fn new(max_len: usize, max_bytes: usize) -> (Outbox, Arc<ConnCtl>) {
         let ctl = Arc::new(ConnCtl::new());
         (
             Outbox {
-                tx,
                 ctl: ctl.clone(),
+                max_len,
                 max_bytes,
             },
-            rx,
             ctl,
         )
     }
@@ -104,30 +146,27 @@ impl Outbox {
     /// Enqueues without waiting; a full queue (messages or bytes) closes the connection as a
     /// slow consumer, so one client that does not read cannot hold unbounded memory.
     pub fn send(&self, msg: Message, metrics: &Metrics) -> bool {
+        if self.ctl.closed.load(Ordering::Relaxed) {
+            return false;
+        }
         let len = message_len(&msg);
         let queued = self.ctl.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
-        if queued > self.max_bytes {
+        let accepted = queued <= self.max_bytes && {
+            let mut q = self.ctl.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.len() < self.max_len && {
+                q.push_back(msg);
+                true
+            }
+        };
+        if !accepted {
             self.ctl.queued_bytes.fetch_sub(len, Ordering::Relaxed);
             Metrics::inc(&metrics.slow_consumers);
             self.ctl.kill(KillReason::SlowConsumer);
             return false;
         }
-        match self.tx.try_send(msg) {
-            Ok(()) => {
-                Metrics::inc(&metrics.messages_out);
-                true
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.ctl.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-                Metrics::inc(&metrics.slow_consumers);
-                self.ctl.kill(KillReason::SlowConsumer);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.ctl.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-                false
-            }
-        }
+        self.ctl.ready.notify_one();
+        Metrics::inc(&metrics.messages_out);
+        true
     }
 }
 

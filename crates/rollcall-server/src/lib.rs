@@ -13,6 +13,8 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod driver;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod hub;
 pub mod limits;

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use rollcall_core::LeaveReason;
 use rollcall_phoenix::Vsn;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use axum::http::HeaderMap;
 
@@ -22,6 +22,11 @@ use crate::auth::{AuthError, Claims, unix_now};
 use crate::hub::{ConnCtl, Hub, KillReason, Outbox, message_len};
 use crate::metrics::Metrics;
 use crate::session::Session;
+
+/// Bytes tungstenite reserves per read. Presence traffic is small frames (a heartbeat is ~40
+/// bytes), and every idle connection keeps this buffer, so it is kept small: larger frames
+/// are read in several chunks.
+const READ_BUFFER_BYTES: usize = 512;
 
 /// State for the socket route: the hub and the shutdown signal.
 #[derive(Clone, Debug)]
@@ -95,7 +100,7 @@ pub async fn upgrade(
         }
     };
     let max = hub.cfg.max_frame_bytes;
-    ws.read_buffer_size(4096)
+    ws.read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_message_size(max)
         .max_frame_size(max)
@@ -110,8 +115,7 @@ async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let conn = hub.next_conn_id();
-    let (outbox, mut rx, ctl) =
-        Outbox::new(hub.cfg.outbound_queue, hub.cfg.limits.outbound_queue_bytes);
+    let (outbox, ctl) = Outbox::new(hub.cfg.outbound_queue, hub.cfg.limits.outbound_queue_bytes);
     if hub.engine.connect(conn, hub.now()).is_err() {
         return; // ids are unique; unreachable in practice
     }
@@ -121,16 +125,9 @@ async fn run(
     tracing::debug!(conn = conn.0, ?vsn, "connected");
     let mut session = Session::new(hub.clone(), conn, vsn, outbox, apikey);
     let join_timeout = hub.cfg.limits.join_timeout.as_duration();
-    let reason = drive(
-        socket,
-        &mut session,
-        &mut rx,
-        &ctl,
-        &mut shutdown,
-        join_timeout,
-    )
-    .await;
+    let reason = drive(socket, &mut session, &ctl, &mut shutdown, join_timeout).await;
     session.close(reason);
+    ctl.close();
     hub.conns.remove(&conn);
     hub.sockets.fetch_sub(1, Ordering::Relaxed);
     hub.sockets_changed.notify_waiters();
@@ -140,7 +137,6 @@ async fn run(
 async fn drive(
     socket: WebSocket,
     session: &mut Session,
-    rx: &mut mpsc::Receiver<Message>,
     ctl: &ConnCtl,
     shutdown: &mut watch::Receiver<bool>,
     join_timeout: Duration,
@@ -160,7 +156,7 @@ async fn drive(
             why = ctl.killed() => Err(why),
             _ = shutdown.changed() => {
                 session.close_all_channels();
-                let _ = tokio::time::timeout(Duration::from_millis(500), drain(&mut sink, rx, ctl)).await;
+                let _ = tokio::time::timeout(Duration::from_millis(500), drain(&mut sink, ctl)).await;
                 close(&mut sink, 1001, "server shutting down", 500).await;
                 return LeaveReason::Shutdown;
             }
@@ -173,12 +169,12 @@ async fn drive(
                 session.expire_tokens(unix_now());
                 Ok(true)
             }
-            Some(msg) = rx.recv() => {
+            msg = ctl.recv() => {
                 // A client that stops reading blocks this write; a kill must still get through.
                 tokio::select! {
                     biased;
                     why = ctl.killed() => Err(why),
-                    ok = write_batch(&mut sink, msg, rx, ctl) => Ok(ok),
+                    ok = write_batch(&mut sink, msg, ctl) => Ok(ok),
                 }
             }
             frame = stream.next() => {
@@ -211,11 +207,9 @@ async fn drive(
                     ),
                     KillReason::JoinRate => {
                         // Let the error reply out first.
-                        let _ = tokio::time::timeout(
-                            Duration::from_millis(200),
-                            drain(&mut sink, rx, ctl),
-                        )
-                        .await;
+                        let _ =
+                            tokio::time::timeout(Duration::from_millis(200), drain(&mut sink, ctl))
+                                .await;
                         (1008, "Too many joins per second", LeaveReason::Closed)
                     }
                 };
@@ -229,12 +223,7 @@ async fn drive(
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
 /// Writes `first` and everything already queued, then flushes once. False on a socket error.
-async fn write_batch(
-    sink: &mut Sink,
-    first: Message,
-    rx: &mut mpsc::Receiver<Message>,
-    ctl: &ConnCtl,
-) -> bool {
+async fn write_batch(sink: &mut Sink, first: Message, ctl: &ConnCtl) -> bool {
     let mut next = Some(first);
     while let Some(msg) = next {
         let len = message_len(&msg);
@@ -242,15 +231,15 @@ async fn write_batch(
             return false;
         }
         ctl.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-        next = rx.try_recv().ok();
+        next = ctl.try_recv();
     }
     sink.flush().await.is_ok()
 }
 
 /// Writes whatever is queued (used before a deliberate close).
-async fn drain(sink: &mut Sink, rx: &mut mpsc::Receiver<Message>, ctl: &ConnCtl) {
-    if let Ok(first) = rx.try_recv() {
-        write_batch(sink, first, rx, ctl).await;
+async fn drain(sink: &mut Sink, ctl: &ConnCtl) {
+    if let Some(first) = ctl.try_recv() {
+        write_batch(sink, first, ctl).await;
     }
 }
 

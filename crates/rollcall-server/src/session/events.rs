@@ -30,7 +30,7 @@ impl Session {
         let (calls, window) = (limits.presence_calls, limits.presence_window);
         let ch = self
             .channels
-            .get_mut(&*msg.topic)
+            .get_mut(&msg.topic)
             .expect("dispatch checked the topic is joined");
         if !ch.presence_calls.allow(now, window, calls) {
             // Supabase: system error + close, and no reply to the push.
@@ -210,7 +210,7 @@ impl Session {
             return;
         };
         let topic = msg.topic.to_string();
-        if self.channels[&topic].token.as_deref() == Some(token.as_str()) {
+        if self.channels[topic.as_str()].token.as_deref() == Some(token.as_str()) {
             return;
         }
         match self.verify(Some(&token)) {

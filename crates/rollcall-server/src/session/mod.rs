@@ -7,10 +7,10 @@
 //! Files: `mod.rs` (dispatch and replies), `join.rs` (join, leave, auth), `events.rs`
 //! (presence, broadcast, access_token).
 
+mod channels;
 mod events;
 mod join;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -49,7 +49,7 @@ pub struct Session {
     conn: ConnId,
     vsn: Vsn,
     outbox: Outbox,
-    channels: HashMap<String, Channel>,
+    channels: channels::Channels,
     out: Outputs,
     /// The socket's `apikey` token and its claims (verified on connect when auth is on).
     apikey: Option<(String, Option<Claims>)>,
@@ -73,7 +73,7 @@ impl Session {
             conn,
             vsn,
             outbox,
-            channels: HashMap::new(),
+            channels: channels::Channels::default(),
             out: Outputs::default(),
             apikey,
             joins: RateWindow::new(),
@@ -183,7 +183,7 @@ impl Session {
             rollcall_core::Millis::from_secs(1),
             limits.max_events_per_second,
         ) {
-            if self.channels.contains_key(&*msg.topic) {
+            if self.channels.contains_key(&msg.topic) {
                 return self.end_channel(&msg.topic, "events_rate", reply::TOO_MANY_MESSAGES);
             }
             return self.error(&msg, "events_rate", reply::TOO_MANY_MESSAGES);
@@ -196,11 +196,11 @@ impl Session {
             event::PHX_JOIN => self.join(&msg),
             event::PHX_LEAVE => {
                 self.ok(&msg, reply::ok_empty());
-                if self.channels.contains_key(&*msg.topic) {
+                if self.channels.contains_key(&msg.topic) {
                     self.leave(&msg.topic);
                 }
             }
-            _ if !self.channels.contains_key(&*msg.topic) => {
+            _ if !self.channels.contains_key(&msg.topic) => {
                 self.error(&msg, "unmatched_topic", reply::UNMATCHED_TOPIC);
             }
             event::PRESENCE => self.presence(&msg),
@@ -287,7 +287,7 @@ impl Session {
 
     /// Sends `phx_close` on every joined channel (server shutdown).
     pub fn close_all_channels(&self) {
-        for (topic, ch) in &self.channels {
+        for (topic, ch) in self.channels.iter() {
             let mut buf = Vec::new();
             encode_close(self.vsn, Some(&ch.join_ref), topic, &mut buf);
             self.send(buf);
