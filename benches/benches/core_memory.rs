@@ -23,7 +23,7 @@ fn main() {
         sizes
     };
     println!(
-        "presences,topics,engine_bytes,bytes_per_presence,meta_bytes_per_presence,connect_s,track_s,tracks_per_s"
+        "presences,topics,engine_bytes,bytes_per_presence,conn_bytes_per_conn,track_bytes_per_presence,meta_bytes_per_presence,connect_s,track_s,tracks_per_s"
     );
     for n in sizes {
         let work = Workload::new(n, 1000);
@@ -36,6 +36,7 @@ fn main() {
         let t0 = Instant::now();
         work.connect_all(&engine);
         let connect_s = t0.elapsed().as_secs_f64();
+        let after_connect = live_bytes();
         let mut out = Outputs::default();
         let t1 = Instant::now();
         work.track_all(&engine, &mut out);
@@ -44,8 +45,11 @@ fn main() {
         // count them as engine memory since a real engine owns its keys.
         let key_bytes: usize = work.keys.iter().map(|k| 16 + k.len()).sum();
         let engine_bytes = (live_bytes() - before) as usize + key_bytes;
+        // Connection records (liveness) vs what tracking adds (table + user status + timers).
+        let conn_bytes = (after_connect - before) as f64 / n as f64;
+        let track_bytes = ((live_bytes() - after_connect) as usize + key_bytes) as f64 / n as f64;
         println!(
-            "{n},1000,{engine_bytes},{:.1},{:.1},{connect_s:.3},{track_s:.3},{:.0}",
+            "{n},1000,{engine_bytes},{:.1},{conn_bytes:.1},{track_bytes:.1},{:.1},{connect_s:.3},{track_s:.3},{:.0}",
             engine_bytes as f64 / n as f64,
             work.meta_bytes() as f64 / n as f64,
             n as f64 / track_s

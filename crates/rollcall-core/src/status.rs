@@ -22,7 +22,16 @@ use crate::timer::Deadlines;
 struct PendingLogout {
     at: Millis,
     reason: LeaveReason,
-    bucket: u64,
+    bucket: Token,
+}
+
+/// A timer bucket squeezed to 32 bits, to tell a live deadline from a stale one. Never 0
+/// (0 means "none armed"); two buckets 2^32 apart share a token, which at worst makes one
+/// stale entry run a re-check.
+type Token = u32;
+
+fn token(bucket: u64) -> Token {
+    (bucket % u64::from(u32::MAX)) as u32 + 1
 }
 
 #[derive(Debug)]
@@ -34,9 +43,9 @@ struct KeyState {
     last_activity: Millis,
     pending_logout: Option<PendingLogout>,
     /// Bucket of the live idle check (0: none armed).
-    idle_bucket: u64,
+    idle_bucket: Token,
     /// Bucket of the live forget deadline (0: none armed).
-    forget_bucket: u64,
+    forget_bucket: Token,
 }
 
 /// One shard's keys.
@@ -109,9 +118,10 @@ impl KeyShard {
         if state.idle_bucket == 0
             && let Some(idle_after) = cfg.idle_after
         {
-            state.idle_bucket = self
-                .idle
-                .schedule(state.last_activity + idle_after, key.clone());
+            state.idle_bucket = token(
+                self.idle
+                    .schedule(state.last_activity + idle_after, key.clone()),
+            );
         }
     }
 
@@ -143,7 +153,7 @@ impl KeyShard {
         if cfg.offline_grace == Millis::ZERO {
             self.logout(key, at, reason, now, cfg, out);
         } else {
-            let bucket = self.grace.schedule(now + cfg.offline_grace, key.clone());
+            let bucket = token(self.grace.schedule(now + cfg.offline_grace, key.clone()));
             let state = self.keys.get_mut(key.as_str()).expect("looked up above");
             state.pending_logout = Some(PendingLogout { at, reason, bucket });
         }
@@ -166,7 +176,7 @@ impl KeyShard {
             });
             notify(&self.watchers, key, Status::Online, out);
             if let Some(idle_after) = cfg.idle_after {
-                state.idle_bucket = self.idle.schedule(now + idle_after, key.clone());
+                state.idle_bucket = token(self.idle.schedule(now + idle_after, key.clone()));
             }
         }
     }
@@ -188,9 +198,10 @@ impl KeyShard {
         state.idle_bucket = 0;
         state.status = Status::Offline;
         self.online -= 1;
-        state.forget_bucket = self
-            .forget
-            .schedule(now + cfg.forget_offline_after, key.clone());
+        state.forget_bucket = token(
+            self.forget
+                .schedule(now + cfg.forget_offline_after, key.clone()),
+        );
         out.events.push(StatusEvent::Logout {
             key: key.clone(),
             at,
@@ -206,7 +217,7 @@ impl KeyShard {
         for (bucket, key) in due.drain(..) {
             let pending = self.keys.get(key.as_str()).and_then(|s| {
                 s.pending_logout
-                    .filter(|p| p.bucket == bucket && s.conns.is_empty())
+                    .filter(|p| p.bucket == token(bucket) && s.conns.is_empty())
             });
             if let Some(p) = pending {
                 self.logout(&key, p.at, p.reason, now, cfg, out);
@@ -217,7 +228,7 @@ impl KeyShard {
             let Some(state) = self.keys.get_mut(key.as_str()) else {
                 continue;
             };
-            if state.idle_bucket != bucket || state.status != Status::Online {
+            if state.idle_bucket != token(bucket) || state.status != Status::Online {
                 continue;
             }
             let Some(idle_after) = cfg.idle_after else {
@@ -234,16 +245,16 @@ impl KeyShard {
                 });
                 notify(&self.watchers, &key, Status::Idle, out);
             } else {
-                state.idle_bucket = self.idle.schedule(state.last_activity + idle_after, key);
+                state.idle_bucket =
+                    token(self.idle.schedule(state.last_activity + idle_after, key));
             }
         }
         self.forget.pop_due(now, &mut due);
         for (bucket, key) in due.drain(..) {
-            let forget = self
-                .keys
-                .get(key.as_str())
-                .is_some_and(|s| s.forget_bucket == bucket && s.status == Status::Offline)
-                && !self.watchers.contains_key(key.as_str());
+            let forget =
+                self.keys.get(key.as_str()).is_some_and(|s| {
+                    s.forget_bucket == token(bucket) && s.status == Status::Offline
+                }) && !self.watchers.contains_key(key.as_str());
             if forget {
                 self.keys.remove(key.as_str());
             }
