@@ -35,6 +35,70 @@ pub fn decode_any(data: &[u8]) {
     }
 }
 
+/// The `decode_v1` target: a vsn 1.0.0 text frame must decode without panicking and, when it
+/// decodes, round-trip through the encoders.
+///
+/// # Panics
+/// When a round-trip property fails.
+pub fn decode_v1(data: &[u8]) {
+    decode_text_as(Vsn::V1, data);
+}
+
+/// The `decode_v2` target: as [`decode_v1`] for vsn 2.0.0 arrays.
+///
+/// # Panics
+/// When a round-trip property fails.
+pub fn decode_v2(data: &[u8]) {
+    decode_text_as(Vsn::V2, data);
+}
+
+/// The `decode_binary` target: the client (kinds 0, 3) and server (kind 4) binary decoders;
+/// a decoded user broadcast must survive encode → decode on both serializers.
+///
+/// # Panics
+/// When a round-trip property fails.
+pub fn decode_binary_frame(data: &[u8]) {
+    if let Ok(message) = decode_binary(data) {
+        check_user_broadcast_round_trip(&message);
+    }
+    if let Ok(message) = decode_server_binary(data) {
+        check_user_broadcast_round_trip(&message);
+    }
+}
+
+/// The `join_config` target: `parse_join`, `parse_presence` and `parse_broadcast` on any JSON
+/// value. They must not panic, and a parsed join must be self-consistent.
+///
+/// # Panics
+/// When a parser panics or a parsed join breaks its documented invariants.
+pub fn join_config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Some(raw) = json::raw(text) else {
+        return;
+    };
+    if let Ok(join) = join::parse_join(raw) {
+        // "None when missing, null or \"\"": an empty key never comes out.
+        assert_ne!(join.presence_key.as_deref(), Some(""));
+        let mut sorted = join.warnings.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), join.warnings.len(), "a warning repeats");
+    }
+    let _ = presence_msg::parse_presence(raw);
+    let _ = presence_msg::parse_broadcast(raw);
+}
+
+fn decode_text_as(vsn: Vsn, data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(message) = decode_text(vsn, text) {
+        check_text_round_trip(vsn, &message);
+    }
+}
+
 /// Runs the payload parsers (join, presence, broadcast); they must not panic.
 fn parse_payload(raw: &serde_json::value::RawValue) {
     let _ = join::parse_join(raw);
