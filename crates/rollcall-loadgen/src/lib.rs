@@ -1,0 +1,28 @@
+//! Rollcall's load generator.
+//!
+//! `rollcall-loadgen run` opens N WebSocket connections to one or several Rollcall servers,
+//! split over worker processes (it re-executes itself as `rollcall-loadgen worker`; one process
+//! holds at most ~19k sockets here) with source addresses spread over 127.0.x.y. Each connection
+//! joins a room chosen by a room-size distribution, tracks, heartbeats, and on command churns
+//! (leave, re-join, track). Receivers time every track → `presence_diff` with HDR histograms,
+//! merged across workers. The coordinator reads the servers' RSS and CPU from /proc and, with
+//! `--redis-url`, Redis' command counter, and prints a JSON [`Summary`].
+//!
+//! `rollcall-loadgen report` turns `docs/results/*.json` into `docs/benchmarks-load.md` and
+//! its PNG plots.
+//!
+//! # Layout
+//! - [`opts`]: options, room layout, each worker's share
+//! - [`worker`]: the connections of one worker
+//! - [`run`]: the coordinator and the summary
+//! - [`probe`]: /proc, Redis `INFO`, dates
+//! - [`report`]: the Markdown tables and plots
+
+pub mod opts;
+pub mod probe;
+pub mod report;
+pub mod run;
+pub mod worker;
+
+pub use opts::RunArgs;
+pub use run::{Mode, Summary, run};
