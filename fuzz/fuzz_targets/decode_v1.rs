@@ -1,0 +1,3 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rollcall_phoenix::fuzzing::decode_v1(data));
