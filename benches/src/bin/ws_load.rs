@@ -16,22 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Server RSS in KiB and CPU seconds (user + system), from /proc.
-fn proc_usage(pid: u32) -> (u64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    (rss, ticks as f64 / 100.0)
-}
+use rollcall_loadgen::probe::proc_usage;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
