@@ -4,10 +4,13 @@
 //! `@supabase/realtime-js` clients use for presence and broadcast, an HTTP API (batch status,
 //! channel state, REST broadcast), Prometheus metrics, health and a live demo page.
 //!
-//! Layout: `config.rs` (flags, env, TOML), `hub.rs` (shared state and fan-out), `ws.rs` (the
-//! socket task), `session.rs` (per-socket protocol state), `http.rs` (REST), `driver.rs`
-//! (timers), `metrics.rs`. This crate is the composition root: it depends on
-//! `rollcall-core` and `rollcall-phoenix`; nothing depends on it.
+//! Layout: `config.rs` (flags, env, TOML), `hub.rs` (shared state, per-connection queues and
+//! fan-out), `ws.rs` (the socket task), `session/` (per-socket protocol state: dispatch, join,
+//! events), `auth.rs` (JWT and access rules), `limits.rs` (rate windows), `http.rs` (REST),
+//! `driver.rs` (timers), `metrics.rs`, `persist.rs` (the SQL adapter's wiring), `cluster.rs`
+//! (the Redis adapter's wiring). This crate is the composition root: it depends on
+//! `rollcall-core`, `rollcall-phoenix`, `rollcall-sql` and `rollcall-redis`; nothing depends
+//! on it.
 
 pub mod auth;
 pub mod cluster;
