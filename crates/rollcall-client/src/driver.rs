@@ -309,13 +309,14 @@ impl Driver {
         let jr = self.channels[topic].join_ref.clone();
         let payload = serde_json::json!({"type": "presence", "event": "track", "payload": meta});
         let r = self.push(jr.as_deref(), topic, event::PRESENCE, &payload.to_string());
-        self.pending.insert(
-            r,
-            (
-                Pending::Push { replies },
-                Instant::now() + self.cfg.push_timeout,
-            ),
-        );
+        self.await_reply(r, replies);
+    }
+
+    /// Waits (until `push_timeout`) for the reply to push `r`, then answers `replies`.
+    fn await_reply(&mut self, r: String, replies: Vec<Reply>) {
+        let deadline = Instant::now() + self.cfg.push_timeout;
+        self.pending
+            .insert(r, (Pending::Push { replies }, deadline));
     }
 
     fn join_failed(&mut self, topic: &str, err: ChannelError) {

@@ -52,7 +52,8 @@ pub struct JoinConfig {
 pub fn parse_join(payload: &RawValue) -> Result<JoinConfig, JoinError> {
     let mut join = JoinConfig::default();
     let [config, access_token, user_token] =
-        object(payload, &["config", "access_token", "user_token"]).ok_or(JoinError::NotAnObject)?;
+        json::object_of(payload, &["config", "access_token", "user_token"])
+            .ok_or(JoinError::NotAnObject)?;
     let w = &mut join.warnings;
     join.access_token =
         string(access_token, "access_token", w).or_else(|| string(user_token, "user_token", w));
@@ -92,17 +93,6 @@ pub fn parse_join(payload: &RawValue) -> Result<JoinConfig, JoinError> {
     Ok(join)
 }
 
-/// The named fields of a JSON object; None if `raw` is not an object.
-fn object<'a, const N: usize>(
-    raw: &'a RawValue,
-    keys: &[&str; N],
-) -> Option<[Option<&'a RawValue>; N]> {
-    if json::kind(raw) != Kind::Object {
-        return None;
-    }
-    json::object_fields(raw.get(), keys).ok()
-}
-
 /// The named fields of an optional sub-object; all None (and a warning) if it is not an object.
 fn section<'a, const N: usize>(
     raw: Option<&'a RawValue>,
@@ -113,7 +103,7 @@ fn section<'a, const N: usize>(
     match raw {
         None => [None; N],
         Some(raw) if json::kind(raw) == Kind::Null => [None; N],
-        Some(raw) => object(raw, keys).unwrap_or_else(|| warn(w, path, [None; N])),
+        Some(raw) => json::object_of(raw, keys).unwrap_or_else(|| warn(w, path, [None; N])),
     }
 }
 

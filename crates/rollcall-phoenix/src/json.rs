@@ -96,6 +96,17 @@ pub(crate) fn object_fields<'a, const N: usize>(
     Ok(fields)
 }
 
+/// The named fields of a JSON object value; None if `raw` is not an object.
+pub(crate) fn object_of<'a, const N: usize>(
+    raw: &'a RawValue,
+    keys: &[&str; N],
+) -> Option<[Option<&'a RawValue>; N]> {
+    if kind(raw) != Kind::Object {
+        return None;
+    }
+    object_fields(raw.get(), keys).ok()
+}
+
 /// The number of elements of the JSON array `text` and its first `N` elements.
 ///
 /// # Errors

@@ -50,7 +50,8 @@ pub struct BroadcastMessage<'a> {
 /// assert!(matches!(parse_presence(raw), Ok(PresenceCommand::Untrack)));
 /// ```
 pub fn parse_presence(payload: &RawValue) -> Result<PresenceCommand<'_>, PresenceError> {
-    let [event, meta] = fields(payload, &["event", "payload"]).ok_or(PresenceError::NotAnObject)?;
+    let [event, meta] =
+        json::object_of(payload, &["event", "payload"]).ok_or(PresenceError::NotAnObject)?;
     let Some(event) = event else {
         return Ok(PresenceCommand::NoOp);
     };
@@ -74,7 +75,7 @@ pub fn parse_presence(payload: &RawValue) -> Result<PresenceCommand<'_>, Presenc
 /// [`BroadcastError`] when the payload is not an object or its `event` is not a string.
 pub fn parse_broadcast(payload: &RawValue) -> Result<BroadcastMessage<'_>, BroadcastError> {
     let [event, body] =
-        fields(payload, &["event", "payload"]).ok_or(BroadcastError::NotAnObject)?;
+        json::object_of(payload, &["event", "payload"]).ok_or(BroadcastError::NotAnObject)?;
     let event = event
         .and_then(json::as_str)
         .ok_or(BroadcastError::EventNotAString)?;
@@ -83,16 +84,6 @@ pub fn parse_broadcast(payload: &RawValue) -> Result<BroadcastMessage<'_>, Broad
         payload: body,
         raw: payload,
     })
-}
-
-fn fields<'a, const N: usize>(
-    raw: &'a RawValue,
-    keys: &[&str; N],
-) -> Option<[Option<&'a RawValue>; N]> {
-    if json::kind(raw) != Kind::Object {
-        return None;
-    }
-    json::object_fields(raw.get(), keys).ok()
 }
 
 #[cfg(test)]

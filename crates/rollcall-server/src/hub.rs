@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use axum::extract::ws::{Message, Utf8Bytes};
@@ -39,7 +39,8 @@ pub enum KillReason {
 #[derive(Debug)]
 pub struct ConnCtl {
     kill: Notify,
-    reason: std::sync::Mutex<Option<KillReason>>,
+    /// 0 while alive, else `KillReason as u8 + 1` (checked on every loop turn: no lock).
+    reason: AtomicU8,
     queue: std::sync::Mutex<VecDeque<Message>>,
     ready: Notify,
     closed: AtomicBool,
@@ -54,7 +55,7 @@ impl ConnCtl {
     fn new() -> ConnCtl {
         ConnCtl {
             kill: Notify::new(),
-            reason: std::sync::Mutex::new(None),
+            reason: AtomicU8::new(0),
             queue: std::sync::Mutex::new(VecDeque::new()),
             ready: Notify::new(),
             closed: AtomicBool::new(false),
@@ -64,20 +65,22 @@ impl ConnCtl {
 
     /// Asks the connection's task to close the socket (first reason wins).
     pub fn kill(&self, reason: KillReason) {
-        let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
-        if r.is_none() {
-            *r = Some(reason);
-        }
+        let code = reason as u8 + 1;
+        let _ = self
+            .reason
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
         self.kill.notify_one();
     }
 
     /// Waits until [`ConnCtl::kill`] is called; returns the reason.
     pub async fn killed(&self) -> KillReason {
         loop {
-            if let Some(r) = *self.reason.lock().unwrap_or_else(|e| e.into_inner()) {
-                return r;
+            match self.reason.load(Ordering::Acquire) {
+                0 => self.kill.notified().await,
+                1 => return KillReason::Timeout,
+                2 => return KillReason::SlowConsumer,
+                _ => return KillReason::JoinRate,
             }
-            self.kill.notified().await;
         }
     }
 
@@ -167,6 +170,11 @@ impl Outbox {
         self.ctl.ready.notify_one();
         Metrics::inc(&metrics.messages_out);
         true
+    }
+
+    /// Asks this connection's task to close the socket.
+    pub fn kill(&self, reason: KillReason) {
+        self.ctl.kill(reason);
     }
 }
 

@@ -83,19 +83,8 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 async fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status: u16 = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (status, body) = support::http(addr, method, path, body).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 /// 1,000 connections × 20 heartbeats: the database sees the 1,000 logins and 1,000 logouts

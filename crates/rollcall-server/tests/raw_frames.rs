@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{Ws, connect, send};
+use support::{Ws, connect, http, send};
 
 async fn next(ws: &mut Ws) -> Value {
     support::next_frame(ws, 2).await
@@ -269,25 +268,4 @@ async fn http_api_reports_status_state_and_rejects_bad_bodies() {
     let (status, body) = http(&base, "GET", "/nope", "").await;
     assert_eq!((status, body.contains("error")), (404, true));
     server.shutdown().await.unwrap();
-}
-
-/// Minimal HTTP/1.1 client (no extra dependency): returns (status, body).
-async fn http(base: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = base.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status: u16 = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }

@@ -3,7 +3,7 @@
 use rollcall_phoenix::event;
 use tokio::time::Instant;
 
-use super::{Chan, ChanState, Command, Driver, Pending};
+use super::{Chan, ChanState, Command, Driver};
 use crate::error::ChannelError;
 use crate::event::Status;
 
@@ -67,16 +67,7 @@ impl Driver {
                     let jr = chan.join_ref.clone();
                     let payload = r#"{"type":"presence","event":"untrack"}"#;
                     let r = self.push(jr.as_deref(), &topic, event::PRESENCE, payload);
-                    let deadline = Instant::now() + self.cfg.push_timeout;
-                    self.pending.insert(
-                        r,
-                        (
-                            Pending::Push {
-                                replies: vec![reply],
-                            },
-                            deadline,
-                        ),
-                    );
+                    self.await_reply(r, vec![reply]);
                 } else {
                     // Not joined: the server holds no presence of this join to remove.
                     let _ = reply.send(Ok(()));
@@ -100,16 +91,7 @@ impl Driver {
                 let body = serde_json::json!({"type": "broadcast", "event": user_event, "payload": payload});
                 let r = self.push(jr.as_deref(), &topic, event::BROADCAST, &body.to_string());
                 if ack {
-                    let deadline = Instant::now() + self.cfg.push_timeout;
-                    self.pending.insert(
-                        r,
-                        (
-                            Pending::Push {
-                                replies: vec![reply],
-                            },
-                            deadline,
-                        ),
-                    );
+                    self.await_reply(r, vec![reply]);
                 } else {
                     let _ = reply.send(Ok(()));
                 }
@@ -122,16 +104,7 @@ impl Driver {
                 if open && chan.join_ref.is_some() {
                     let jr = chan.join_ref.clone();
                     let r = self.push(jr.as_deref(), &topic, event::PHX_LEAVE, "{}");
-                    let deadline = Instant::now() + self.cfg.push_timeout;
-                    self.pending.insert(
-                        r,
-                        (
-                            Pending::Push {
-                                replies: vec![reply],
-                            },
-                            deadline,
-                        ),
-                    );
+                    self.await_reply(r, vec![reply]);
                 } else {
                     let _ = reply.send(Ok(()));
                 }

@@ -80,7 +80,7 @@ impl Session {
         if !self.joins.allow(self.hub.now(), window, max_joins) {
             self.error(msg, "joins_rate", reply::CLIENT_JOIN_RATE_LIMIT_REACHED);
             // Supabase also disconnects the socket.
-            return self.outbox_ctl_kill(KillReason::JoinRate);
+            return self.outbox.kill(KillReason::JoinRate);
         }
         let cfg: JoinConfig = match &msg.payload {
             Payload::Json(raw) => match parse_join(raw) {
@@ -222,12 +222,6 @@ impl Session {
                     (_, None) => Ok(None),
                 }
             }
-        }
-    }
-
-    fn outbox_ctl_kill(&self, why: KillReason) {
-        if let Some(ctl) = self.hub.conns.get(&self.conn) {
-            ctl.kill(why);
         }
     }
 }
