@@ -358,6 +358,18 @@ impl Cluster {
             .await;
     }
 
+    /// True when Redis answers a `PING` within `timeout` (for the server's readiness check).
+    pub async fn ping(&self, timeout: Duration) -> bool {
+        let probe = async {
+            let mut con = self.con().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut con)
+                .await
+                .ok()
+        };
+        matches!(tokio::time::timeout(timeout, probe).await, Ok(Some(_)))
+    }
+
     /// Reads the other nodes' presences in `topic` straight from Redis (for topics this node
     /// has no view of, e.g. an HTTP query), as `(key, presence json)`.
     ///

@@ -115,6 +115,16 @@ pub fn start(hub: &Arc<Hub>) {
     );
 }
 
+/// Readiness of Redis: `off` in single-node mode, else `ok` when it answers a `PING` within a
+/// second, `down` otherwise.
+pub async fn readiness(hub: &Hub) -> &'static str {
+    match &hub.cluster {
+        None => "off",
+        Some(c) if c.ping(Duration::from_secs(1)).await => "ok",
+        Some(_) => "down",
+    }
+}
+
 /// On shutdown: lets queued leaves reach Redis and removes this node's record.
 pub async fn flush(hub: &Hub) {
     if let Some(c) = &hub.cluster {

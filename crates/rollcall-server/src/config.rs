@@ -11,6 +11,7 @@ use rollcall_core::{Config as CoreConfig, Millis};
 use serde::Deserialize;
 
 use crate::auth::{AccessRule, Auth, PresenceKeySource};
+use crate::http_auth::{MetricsAuth, StatusRead};
 
 /// A configuration value that is missing, malformed or out of range. The binary prints it
 /// and exits with status 2.
@@ -153,6 +154,39 @@ pub struct Cli {
     /// [default: 15s, at least 400ms].
     #[arg(long, env = "ROLLCALL_NODE_TIMEOUT")]
     pub node_timeout: Option<String>,
+    /// Who may read the status of arbitrary keys over HTTP when tokens are verified: `any`
+    /// (any valid token) or `service_role` [default: any].
+    #[arg(long, env = "ROLLCALL_STATUS_READ")]
+    pub status_read: Option<String>,
+    /// `GET /metrics` on the main address: `open` (Prometheus convention) or `token` (a
+    /// service_role token) [default: open].
+    #[arg(long, env = "ROLLCALL_METRICS_AUTH")]
+    pub metrics_auth: Option<String>,
+    /// Serve `/metrics` (open) on this separate address instead of the main one, e.g.
+    /// 127.0.0.1:9100 [default: none].
+    #[arg(long, env = "ROLLCALL_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
+    /// Origins allowed to call the REST API from a browser, comma-separated, or `*` for any
+    /// [default: none, no cross-origin calls].
+    #[arg(long, env = "ROLLCALL_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
+    /// Largest HTTP request body in bytes; larger gets 413 [default: 1048576].
+    #[arg(long, env = "ROLLCALL_MAX_HTTP_BODY_BYTES")]
+    pub max_http_body_bytes: Option<String>,
+    /// REST requests per second from one client address; more get 429 [default: 100].
+    #[arg(long, env = "ROLLCALL_HTTP_REQUESTS_PER_SECOND")]
+    pub http_requests_per_second: Option<String>,
+    /// Time a connection has to send a complete request head (new or keep-alive)
+    /// [default: 10s].
+    #[arg(long, env = "ROLLCALL_HTTP_HEADER_TIMEOUT")]
+    pub http_header_timeout: Option<String>,
+    /// Time a request has to send its whole body [default: 10s].
+    #[arg(long, env = "ROLLCALL_HTTP_BODY_TIMEOUT")]
+    pub http_body_timeout: Option<String>,
+    /// Most HTTP connections open and not upgraded to WebSocket; more are closed at accept
+    /// [default: 1024].
+    #[arg(long, env = "ROLLCALL_MAX_HTTP_CONNECTIONS")]
+    pub max_http_connections: Option<String>,
 }
 
 /// The same settings as they appear in the TOML file.
@@ -191,8 +225,25 @@ struct FileConfig {
     max_topic_bytes: Option<u64>,
     outbound_queue_bytes: Option<u64>,
     join_timeout: Option<String>,
+    status_read: Option<String>,
+    metrics_auth: Option<String>,
+    metrics_bind: Option<String>,
+    cors_origins: Option<CorsOrigins>,
+    max_http_body_bytes: Option<u64>,
+    http_requests_per_second: Option<u64>,
+    http_header_timeout: Option<String>,
+    http_body_timeout: Option<String>,
+    max_http_connections: Option<u64>,
     #[serde(default)]
     access: Vec<AccessRule>,
+}
+
+/// `cors_origins` in TOML: a list, or one comma-separated string as on the command line.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum CorsOrigins {
+    List(Vec<String>),
+    Text(String),
 }
 
 /// Log output format.
@@ -232,6 +283,163 @@ pub struct ServerConfig {
     pub auth: Arc<Auth>,
     /// Per-connection and per-node limits.
     pub limits: Limits,
+    /// The HTTP side: API access, CORS, body and connection limits.
+    pub http: HttpSettings,
+}
+
+/// Settings of the HTTP server and REST API (see docs/security.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Who may read arbitrary keys' status when tokens are verified.
+    pub status_read: StatusRead,
+    /// Who may read `/metrics` on the main address.
+    pub metrics_auth: MetricsAuth,
+    /// A separate, open address for `/metrics` (then the main address does not serve it).
+    pub metrics_bind: Option<SocketAddr>,
+    /// Origins allowed cross-origin (`*` = any); empty: none.
+    pub cors_origins: Vec<String>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// REST requests per second per client address.
+    pub requests_per_second: u32,
+    /// Time to send a complete request head.
+    pub header_timeout: Millis,
+    /// Time to send a request body.
+    pub body_timeout: Millis,
+    /// HTTP connections open and not upgraded.
+    pub max_connections: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            status_read: StatusRead::Any,
+            metrics_auth: MetricsAuth::Open,
+            metrics_bind: None,
+            cors_origins: Vec::new(),
+            max_body_bytes: 1 << 20,
+            requests_per_second: 100,
+            header_timeout: Millis::from_secs(10),
+            body_timeout: Millis::from_secs(10),
+            max_connections: 1024,
+        }
+    }
+}
+
+impl HttpSettings {
+    /// Reads the HTTP settings from flags/env over the file over the defaults.
+    fn from_sources(cli: &mut Cli, file: &mut FileConfig) -> Result<HttpSettings, ConfigError> {
+        let d = HttpSettings::default();
+        let status_read = match pick(cli.status_read.take(), file.status_read.take()).as_deref() {
+            None | Some("any") => StatusRead::Any,
+            Some("service_role") => StatusRead::ServiceRole,
+            Some(other) => return Err(invalid("status_read", other, "any or service_role")),
+        };
+        let metrics_auth = match pick(cli.metrics_auth.take(), file.metrics_auth.take()).as_deref()
+        {
+            None | Some("open") => MetricsAuth::Open,
+            Some("token") => MetricsAuth::Token,
+            Some(other) => return Err(invalid("metrics_auth", other, "open or token")),
+        };
+        let metrics_bind =
+            match pick(cli.metrics_bind.take(), file.metrics_bind.take()) {
+                None => None,
+                Some(s) => Some(s.trim().parse().map_err(|_| {
+                    invalid("metrics_bind", &s, "an address such as 127.0.0.1:9100")
+                })?),
+            };
+        let origins: Vec<String> = match (cli.cors_origins.take(), file.cors_origins.take()) {
+            (Some(s), _) | (None, Some(CorsOrigins::Text(s))) => {
+                s.split(',').map(|o| o.trim().to_string()).collect()
+            }
+            (None, Some(CorsOrigins::List(l))) => l,
+            (None, None) => Vec::new(),
+        };
+        let origins: Vec<String> = origins.into_iter().filter(|o| !o.is_empty()).collect();
+        if let Some(bad) = origins
+            .iter()
+            .find(|o| !crate::http_limits::valid_origin(o))
+        {
+            return Err(invalid(
+                "cors_origins",
+                bad,
+                "`*` or origins such as https://app.example.com (scheme://host[:port])",
+            ));
+        }
+        Ok(HttpSettings {
+            status_read,
+            metrics_auth,
+            metrics_bind,
+            cors_origins: origins,
+            max_body_bytes: number(
+                "max_http_body_bytes",
+                cli.max_http_body_bytes.take(),
+                file.max_http_body_bytes,
+                d.max_body_bytes,
+                64,
+            )?,
+            requests_per_second: number32(
+                "http_requests_per_second",
+                cli.http_requests_per_second.take(),
+                file.http_requests_per_second,
+                d.requests_per_second,
+            )?,
+            header_timeout: positive(
+                duration(
+                    "http_header_timeout",
+                    pick(
+                        cli.http_header_timeout.take(),
+                        file.http_header_timeout.take(),
+                    ),
+                    d.header_timeout,
+                )?,
+                "http_header_timeout",
+            )?,
+            body_timeout: positive(
+                duration(
+                    "http_body_timeout",
+                    pick(cli.http_body_timeout.take(), file.http_body_timeout.take()),
+                    d.body_timeout,
+                )?,
+                "http_body_timeout",
+            )?,
+            max_connections: number(
+                "max_http_connections",
+                cli.max_http_connections.take(),
+                file.max_http_connections,
+                d.max_connections,
+                1,
+            )?,
+        })
+    }
+}
+
+fn invalid(key: &'static str, value: &str, allowed: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.to_string(),
+        allowed,
+    }
+}
+
+fn positive(m: Millis, key: &'static str) -> Result<Millis, ConfigError> {
+    if m > Millis::ZERO {
+        Ok(m)
+    } else {
+        Err(invalid(key, "0", "a duration above zero, such as 10s"))
+    }
+}
+
+/// A whole number from 1 to `u32::MAX` (no silent truncation).
+fn number32(
+    key: &'static str,
+    cli: Option<String>,
+    file: Option<u64>,
+    default: u32,
+) -> Result<u32, ConfigError> {
+    let n = number(key, cli, file, default as usize, 1)?;
+    u32::try_from(n)
+        .map_err(|_| invalid(key, &n.to_string(), "a whole number from 1 to 4294967295"))
 }
 
 /// Abuse limits. Unlike Supabase's (per tenant), these are per connection or per node.
@@ -285,6 +493,7 @@ impl Default for ServerConfig {
             database_url: None,
             auth: Arc::new(Auth::default()),
             limits: Limits::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -408,8 +617,8 @@ impl ServerConfig {
     ///
     /// # Errors
     /// A [`ConfigError`] naming the first bad key.
-    pub fn from_cli(cli: Cli) -> Result<ServerConfig, ConfigError> {
-        let file = match &cli.config {
+    pub fn from_cli(mut cli: Cli) -> Result<ServerConfig, ConfigError> {
+        let mut file: FileConfig = match &cli.config {
             None => FileConfig::default(),
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
@@ -423,6 +632,7 @@ impl ServerConfig {
             }
         };
         let d = ServerConfig::default();
+        let http = HttpSettings::from_sources(&mut cli, &mut file)?;
         let bind_text = pick(cli.bind, file.bind);
         let bind = match bind_text {
             None => d.bind,
@@ -631,6 +841,7 @@ impl ServerConfig {
         };
         auth.rules = file.access;
         Ok(ServerConfig {
+            http,
             database_url: database_url(pick(cli.database_url, file.database_url))?,
             auth: Arc::new(auth),
             limits,

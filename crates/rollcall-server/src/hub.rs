@@ -225,6 +225,10 @@ pub struct Hub {
     pub persistence: std::sync::OnceLock<rollcall_sql::Persistence>,
     /// The Redis adapter in cluster mode (see `cluster.rs`); `None` for a single node.
     pub cluster: Option<Arc<rollcall_redis::Cluster>>,
+    /// The accept loop's counters (open non-upgraded HTTP connections, refusals).
+    pub listener: crate::listener::ListenerStats,
+    /// Per-address REST request counters.
+    pub http_rate: crate::http_limits::HttpRate,
     start: Instant,
     start_unix_ms: u64,
     next_conn: std::sync::atomic::AtomicU64,
@@ -274,6 +278,8 @@ impl Hub {
             sockets_changed: Notify::new(),
             persistence: std::sync::OnceLock::new(),
             cluster,
+            listener: crate::listener::ListenerStats::default(),
+            http_rate: crate::http_limits::HttpRate::default(),
             start: Instant::now(),
             start_unix_ms,
             next_conn: std::sync::atomic::AtomicU64::new(1),

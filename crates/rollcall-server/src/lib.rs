@@ -19,9 +19,13 @@ pub mod driver;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+pub mod http_auth;
+pub mod http_limits;
 pub mod hub;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
+pub mod openapi;
 pub mod persist;
 pub mod session;
 pub mod ws;
@@ -31,15 +35,18 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use rollcall_core::{LeaveReason, Outputs};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 pub use config::{Cli, ServerConfig};
 pub use hub::Hub;
 
-/// Builds the router for `hub`.
+/// Builds the router for `hub`: the WebSocket endpoints, and the REST API behind its rate
+/// limit, body limits and (when configured) CORS.
 pub fn router(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> Router {
     let ws_state = ws::WsState {
         hub: hub.clone(),
@@ -49,21 +56,64 @@ pub fn router(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> Router {
         .route("/realtime/v1/websocket", get(ws::upgrade))
         .route("/socket/websocket", get(ws::upgrade))
         .with_state(ws_state);
-    let api = Router::new()
-        .route("/", get(http::demo))
-        .route("/healthz", get(http::healthz))
-        .route("/metrics", get(http::metrics))
-        .route("/api/presence/status", post(http::status))
-        .route("/api/presence/{key}/sessions", get(persist::sessions))
+    let mut rest = Router::new()
+        .route(
+            "/api/presence/status",
+            post(http::status).fallback(http::method_not_allowed),
+        )
+        .route(
+            "/api/presence/{key}/sessions",
+            get(http::sessions).fallback(http::method_not_allowed),
+        )
         .route(
             "/api/channels/{topic}/presence",
-            get(http::channel_presence),
+            get(http::channel_presence).fallback(http::method_not_allowed),
         )
-        .route("/api/broadcast", post(http::broadcast))
-        .route("/realtime/v1/api/broadcast", post(http::broadcast))
+        .route(
+            "/api/broadcast",
+            post(http::broadcast).fallback(http::method_not_allowed),
+        )
+        .route(
+            "/realtime/v1/api/broadcast",
+            post(http::broadcast).fallback(http::method_not_allowed),
+        );
+    if hub.cfg.http.metrics_bind.is_none() {
+        rest = rest.route("/metrics", get(http::metrics));
+    }
+    let mut rest = rest
+        .layer(axum::middleware::from_fn_with_state(
+            hub.clone(),
+            http_limits::rate_limit,
+        ))
+        .layer(DefaultBodyLimit::max(hub.cfg.http.max_body_bytes))
+        .layer(RequestBodyTimeoutLayer::new(
+            hub.cfg.http.body_timeout.as_duration(),
+        ));
+    if let Some(cors) = http_limits::cors(&hub.cfg.http.cors_origins) {
+        rest = rest.layer(cors);
+    }
+    let open = Router::new()
+        .route("/", get(http::demo))
+        .route("/healthz", get(http::healthz))
+        .route("/readyz", get(http::readyz))
+        .route("/openapi.json", get(http::openapi))
+        .fallback(http::not_found);
+    sockets.merge(rest.merge(open).with_state(hub))
+}
+
+/// The separate metrics address' router (`metrics_bind`): `/metrics`, open.
+fn metrics_router(hub: Arc<Hub>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(
+                |axum::extract::State(hub): axum::extract::State<Arc<Hub>>| async move {
+                    http::render_metrics(&hub)
+                },
+            ),
+        )
         .fallback(http::not_found)
-        .with_state(hub);
-    sockets.merge(api)
+        .with_state(hub)
 }
 
 /// Serves on `listener` until `signal` resolves, then shuts down gracefully: stops
@@ -80,27 +130,40 @@ pub async fn serve(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     persist::attach(&hub).await.map_err(std::io::Error::other)?;
+    let metrics_listener = match hub.cfg.http.metrics_bind {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
     cluster::start(&hub);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let driver = tokio::spawn(driver::run(hub.clone(), shutdown_rx.clone()));
-    let app = router(hub.clone(), shutdown_rx);
-    let tx = shutdown_tx.clone();
-    let graceful = async move {
-        signal.await;
-        tracing::info!("shutting down");
-        let _ = tx.send(true);
-    };
-    // Small frames (heartbeat replies, diffs) must not wait for Nagle's algorithm.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY failed");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(graceful)
-        .await?;
-    let _ = shutdown_tx.send(true);
+    let app = router(hub.clone(), shutdown_rx.clone());
+    if let Some(l) = metrics_listener {
+        tokio::spawn(listener::serve(
+            l,
+            metrics_router(hub.clone()),
+            hub.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
+    let accept = tokio::spawn(listener::serve(
+        listener,
+        app,
+        hub.clone(),
+        shutdown_rx.clone(),
+    ));
+    signal.await;
+    tracing::info!("shutting down");
+    // One deadline for everything that follows: sockets, HTTP requests, the database flush.
     let deadline = tokio::time::Instant::now() + hub.cfg.shutdown_timeout.as_duration();
+    let _ = shutdown_tx.send(true);
+    let _ = accept.await;
+    if !listener::drain(&hub, deadline).await {
+        tracing::warn!(
+            open = hub.listener.open.load(Ordering::Relaxed),
+            "shutdown deadline passed with HTTP requests still open; dropping them"
+        );
+    }
     while hub.sockets.load(Ordering::Relaxed) > 0 {
         let notified = hub.sockets_changed.notified();
         if hub.sockets.load(Ordering::Relaxed) == 0 {
@@ -126,7 +189,10 @@ pub async fn serve(
     let _ = driver.await;
     cluster::flush(&hub).await;
     if let Some(p) = hub.persistence.get() {
-        p.shutdown(hub.cfg.shutdown_timeout.as_duration()).await;
+        // Whatever the database cannot take before the deadline stays in the spill file.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        p.shutdown(left.max(std::time::Duration::from_millis(200)))
+            .await;
     }
     Ok(())
 }

@@ -51,7 +51,9 @@ fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         if !cfg.auth.enabled() {
             tracing::warn!(
                 "no JWT secret, public key or JWKS configured: running OPEN (any apikey is \
-                 accepted, private channels are refused); set ROLLCALL_JWT_SECRET to verify tokens"
+                 accepted, private channels are refused, and the HTTP API — statuses, login \
+                 history, broadcast — answers anyone who can reach it); set \
+                 ROLLCALL_JWT_SECRET to verify tokens"
             );
         }
         let hub = Hub::new(cfg).context("building the engine")?;
