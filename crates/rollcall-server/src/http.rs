@@ -239,6 +239,7 @@ pub struct PresenceEntry {
 
 /// `?private=` of the channel state endpoint.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChannelQuery {
     /// Read the private channel of that name (needs the access rules); default false.
     #[serde(default)]
@@ -282,10 +283,14 @@ pub async fn channel_presence(
 
 /// `GET /api/presence/{key}/sessions` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SessionsQuery {
     /// Unix ms; sessions that end before it are left out (default: all time).
+    #[param(minimum = 0)]
     pub from: Option<i64>,
-    /// Unix ms; sessions that start at or after it are left out (default: all time).
+    /// Unix ms; sessions that start at or after it are left out (default: all time). A
+    /// range with `from` after `to` is empty.
+    #[param(minimum = 0)]
     pub to: Option<i64>,
 }
 
@@ -333,6 +338,7 @@ pub async fn sessions(
     State(hub): State<Arc<Hub>>,
     caller: Caller,
     Path(key): Path<String>,
+    query: Result<Query<SessionsQuery>, axum::extract::rejection::QueryRejection>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     require(
@@ -340,7 +346,43 @@ pub async fn sessions(
         caller.is_service() || caller.sub() == Some(key.as_str()),
         "login history is readable by its own key's token (sub) or service_role only",
     )?;
-    Ok(crate::persist::sessions(State(hub), Path(key), Query(params)).await)
+    let Query(q) = query.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "`from` and `to` must be Unix milliseconds (integers): {}",
+                e.body_text()
+            ),
+        )
+    })?;
+    if let Some(bad) = [q.from, q.to].into_iter().flatten().find(|v| *v < 0) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("`from` and `to` are Unix milliseconds, not negative: {bad}"),
+        ));
+    }
+    if q.from.unwrap_or(0) > q.to.unwrap_or(i64::MAX) {
+        // An empty range holds no session.
+        return Ok(axum::Json(SessionsResponse {
+            key,
+            sessions: Vec::new(),
+        })
+        .into_response());
+    }
+    let resp = crate::persist::sessions(State(hub), Path(key), Query(params)).await;
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    // Every error answer of the API has the same shape.
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let detail = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+    Err(ApiError::new(status, detail))
 }
 
 /// `POST /api/broadcast` request (Supabase's shape).
@@ -354,10 +396,12 @@ pub struct BroadcastRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct BroadcastItem {
     /// Channel name without `realtime:`.
+    #[schema(min_length = 1)]
     pub topic: String,
     /// Event name.
+    #[schema(min_length = 1)]
     pub event: String,
-    /// Any JSON; `{}` when absent.
+    /// A JSON object; `{}` when absent.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub payload: Option<Box<serde_json::value::RawValue>>,
@@ -404,6 +448,16 @@ pub async fn broadcast(
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("messages[{i}]: topic and event must be non-empty strings"),
+            ));
+        }
+        // As Supabase (a map in its changeset): the payload is a JSON object.
+        if m.payload
+            .as_deref()
+            .is_some_and(|p| !p.get().starts_with('{'))
+        {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("messages[{i}]: payload must be a JSON object"),
             ));
         }
     }
