@@ -26,6 +26,10 @@ pub struct Config {
     pub timer_granularity: Millis,
     /// Largest meta JSON text accepted by `track`. Default 32 KiB.
     pub max_meta_bytes: usize,
+    /// Longest presence key accepted by `track`, `statuses` and `watch`, in UTF-8 bytes.
+    /// Keys are stored once per presence and once per status record, so an unbounded key is
+    /// unbounded memory. Default 255 (Supabase's topic limit). Must be ≥ 1.
+    pub max_key_bytes: usize,
     /// Most presences one key may hold in one topic (devices/tabs). Default 256. ≥ 1.
     pub max_presences_per_key: usize,
     /// Most distinct keys in one topic. Default 100,000. ≥ 1.
@@ -35,6 +39,14 @@ pub struct Config {
     /// An offline key's `last_seen` is kept this long, then forgotten (unless watched), so
     /// memory does not grow with every key ever seen. Default 1 h.
     pub forget_offline_after: Millis,
+    /// Most offline keys remembered at once (their `last_seen`), so churn of unique keys
+    /// cannot grow memory without bound within `forget_offline_after`; over it the oldest
+    /// offline key is forgotten first. Watched keys are never forgotten and are not evicted.
+    /// Enforced per key shard as ⌈max / shards⌉ each, so the total may exceed it by less
+    /// than `shards`. Default 1,000,000: a full `forget_offline_after` hour of churn at ~280
+    /// new keys/s, while capping that memory at ~640 MB (measured ~640 B per remembered key).
+    /// 0 forgets each key as soon as it goes offline.
+    pub max_offline_keys: usize,
     /// Number of lock shards per map; more shards, less contention. Default 64. 1..=4096.
     pub shards: usize,
     /// Mixed into presence refs so refs differ across restarts and nodes. Default 0; the server
@@ -52,10 +64,12 @@ impl Default for Config {
             diff_batch_window: Millis::ZERO,
             timer_granularity: Millis(100),
             max_meta_bytes: 32 * 1024,
+            max_key_bytes: 255,
             max_presences_per_key: 256,
             max_keys_per_topic: 100_000,
             max_batch_keys: 10_000,
             forget_offline_after: Millis::from_secs(3600),
+            max_offline_keys: 1_000_000,
             shards: 64,
             ref_seed: 0,
         }
@@ -102,6 +116,9 @@ impl Config {
         if self.max_batch_keys == 0 {
             return fail("max_batch_keys", "an integer of at least 1");
         }
+        if self.max_key_bytes == 0 {
+            return fail("max_key_bytes", "an integer of at least 1");
+        }
         if self.max_meta_bytes < 2 {
             return fail(
                 "max_meta_bytes",
@@ -140,5 +157,10 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.validate().unwrap_err().key, "shards");
+        let c = Config {
+            max_key_bytes: 0,
+            ..Config::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "max_key_bytes");
     }
 }

@@ -70,6 +70,12 @@ pub struct Stats {
     pub presences: usize,
     /// Keys online or idle (including those within `offline_grace`).
     pub keys_online: usize,
+    /// Offline keys whose `last_seen` is still remembered (bounded by `max_offline_keys`,
+    /// plus watched keys, which are never forgotten).
+    pub offline_keys_remembered: usize,
+    /// Offline keys forgotten early because `max_offline_keys` was reached, since start; a
+    /// rising count means `last_seen` answers for older keys come from the database, not memory.
+    pub offline_keys_evicted_total: u64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -177,7 +183,7 @@ impl Engine {
     /// changes nothing. Tracking counts as activity and as a heartbeat.
     ///
     /// # Errors
-    /// Unknown connection, meta too large, or a per-key / per-topic limit.
+    /// Unknown connection, key too long, meta too large, or a per-key / per-topic limit.
     pub fn track(
         &self,
         conn: ConnId,
@@ -187,6 +193,12 @@ impl Engine {
         now: Millis,
         out: &mut Outputs,
     ) -> Result<Tracked, TrackError> {
+        if key.len() > self.cfg.max_key_bytes {
+            return Err(TrackError::KeyTooLong {
+                len: key.len(),
+                max: self.cfg.max_key_bytes,
+            });
+        }
         if meta.len() > self.cfg.max_meta_bytes {
             return Err(TrackError::MetaTooLarge {
                 len: meta.len(),
@@ -378,23 +390,30 @@ impl Engine {
     /// Status of each key, in the order asked.
     ///
     /// # Errors
-    /// [`QueryError::TooManyKeys`] over `max_batch_keys`.
+    /// [`QueryError::TooManyKeys`] over `max_batch_keys`, [`QueryError::KeyTooLong`] for a key
+    /// over `max_key_bytes`.
     pub fn statuses(&self, keys: &[Key], now: Millis) -> Result<Vec<KeyStatus>, QueryError> {
-        self.check_batch(keys.len())?;
+        self.check_batch(keys)?;
         Ok(keys
             .iter()
             .map(|k| self.key_shard(k).status(k, now))
             .collect())
     }
 
-    fn check_batch(&self, len: usize) -> Result<(), QueryError> {
-        if len > self.cfg.max_batch_keys {
+    /// Refuses a batch over `max_batch_keys` or holding a key over `max_key_bytes`, before
+    /// anything is looked up or stored per key.
+    fn check_batch(&self, keys: &[Key]) -> Result<(), QueryError> {
+        if keys.len() > self.cfg.max_batch_keys {
             return Err(QueryError::TooManyKeys {
-                len,
+                len: keys.len(),
                 max: self.cfg.max_batch_keys,
             });
         }
-        Ok(())
+        let max = self.cfg.max_key_bytes;
+        match keys.iter().find(|k| k.len() > max) {
+            Some(k) => Err(QueryError::KeyTooLong { len: k.len(), max }),
+            None => Ok(()),
+        }
     }
 
     /// Registers a watch set over `keys`; from now on `Outputs::watch` carries each real
@@ -402,13 +421,14 @@ impl Engine {
     /// watcher starts in sync.
     ///
     /// # Errors
-    /// [`QueryError::TooManyKeys`] over `max_batch_keys`.
+    /// [`QueryError::TooManyKeys`] over `max_batch_keys`, [`QueryError::KeyTooLong`] for a key
+    /// over `max_key_bytes`.
     pub fn watch(
         &self,
         keys: Vec<Key>,
         now: Millis,
     ) -> Result<(WatchId, Vec<KeyStatus>), QueryError> {
-        self.check_batch(keys.len())?;
+        self.check_batch(&keys)?;
         let id = WatchId(self.next_watch.fetch_add(1, Ordering::Relaxed));
         let mut unique = keys;
         unique.sort();
@@ -429,7 +449,7 @@ impl Engine {
             return false;
         };
         for k in &keys {
-            self.key_shard(k).remove_watcher(k, id);
+            self.key_shard(k).remove_watcher(k, id, &self.cfg);
         }
         true
     }
@@ -446,7 +466,10 @@ impl Engine {
             s.presences += p;
         }
         for shard in self.keys.iter() {
-            s.keys_online += lock(shard).online();
+            let shard = lock(shard);
+            s.keys_online += shard.online();
+            s.offline_keys_remembered += shard.offline();
+            s.offline_keys_evicted_total += shard.evicted();
         }
         s
     }

@@ -29,6 +29,14 @@ pub enum TrackError {
         /// The configured limit.
         max: usize,
     },
+    /// The key is longer than `max_key_bytes`.
+    #[error("key is {len} bytes, the limit is {max}")]
+    KeyTooLong {
+        /// Size of the key in bytes.
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
     /// The key already has `max_presences_per_key` presences in this topic.
     #[error("key has {max} presences in this topic, the limit")]
     TooManyPresences {
@@ -60,6 +68,14 @@ pub enum QueryError {
     #[error("{len} keys requested, the limit is {max}")]
     TooManyKeys {
         /// Keys in the request.
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// A key in the request is longer than `max_key_bytes` (no such key can be present).
+    #[error("a key is {len} bytes, the limit is {max}")]
+    KeyTooLong {
+        /// Size of the first over-long key in bytes.
         len: usize,
         /// The configured limit.
         max: usize,

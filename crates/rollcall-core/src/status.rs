@@ -55,8 +55,13 @@ pub(crate) struct KeyShard {
     watchers: HashMap<Key, SmallVec<[WatchId; 2]>, RandomState>,
     grace: Deadlines<Key>,
     idle: Deadlines<Key>,
+    /// Forget deadlines of offline keys; their order is also the eviction order.
     forget: Deadlines<Key>,
     online: usize,
+    /// This shard's share of `max_offline_keys`.
+    offline_cap: usize,
+    /// Offline keys forgotten early to stay within `offline_cap`.
+    evicted: u64,
 }
 
 impl KeyShard {
@@ -68,6 +73,8 @@ impl KeyShard {
             idle: Deadlines::new(cfg.timer_granularity),
             forget: Deadlines::new(cfg.timer_granularity),
             online: 0,
+            offline_cap: cfg.max_offline_keys.div_ceil(cfg.shards),
+            evicted: 0,
         }
     }
 
@@ -208,6 +215,30 @@ impl KeyShard {
             reason,
         });
         notify(&self.watchers, key, Status::Offline, out);
+        self.evict_over_cap();
+    }
+
+    /// Forgets the oldest unwatched offline keys while more than `offline_cap` are
+    /// remembered. Each forget entry is popped at most once, so this is O(1) amortised; a
+    /// watched key met on the way is unqueued and queued again when its last watcher leaves.
+    fn evict_over_cap(&mut self) {
+        while self.offline() > self.offline_cap {
+            let Some((bucket, key)) = self.forget.pop_earliest() else {
+                return; // every remembered offline key is watched
+            };
+            let Some(state) = self.keys.get_mut(key.as_str()) else {
+                continue;
+            };
+            if state.forget_bucket != token(bucket) || state.status != Status::Offline {
+                continue; // stale entry
+            }
+            if self.watchers.contains_key(key.as_str()) {
+                state.forget_bucket = 0;
+                continue;
+            }
+            self.keys.remove(key.as_str());
+            self.evicted += 1;
+        }
     }
 
     /// Runs due grace, idle and forget deadlines.
@@ -251,11 +282,16 @@ impl KeyShard {
         }
         self.forget.pop_due(now, &mut due);
         for (bucket, key) in due.drain(..) {
-            let forget =
-                self.keys.get(key.as_str()).is_some_and(|s| {
-                    s.forget_bucket == token(bucket) && s.status == Status::Offline
-                }) && !self.watchers.contains_key(key.as_str());
-            if forget {
+            let Some(state) = self.keys.get_mut(key.as_str()) else {
+                continue;
+            };
+            if state.forget_bucket != token(bucket) || state.status != Status::Offline {
+                continue;
+            }
+            if self.watchers.contains_key(key.as_str()) {
+                // kept while watched; `remove_watcher` queues it again
+                state.forget_bucket = 0;
+            } else {
                 self.keys.remove(key.as_str());
             }
         }
@@ -294,18 +330,41 @@ impl KeyShard {
         self.watchers.entry(key.clone()).or_default().push(watch);
     }
 
-    pub(crate) fn remove_watcher(&mut self, key: &Key, watch: WatchId) {
-        if let Some(list) = self.watchers.get_mut(key.as_str()) {
-            list.retain(|w| *w != watch);
-            if list.is_empty() {
-                self.watchers.remove(key.as_str());
-            }
+    /// Removes one watcher of `key`. When the last one leaves, an offline key whose forget
+    /// deadline passed while watched is queued again, due `forget_offline_after` after it
+    /// was last seen (so at the next tick if that is already past).
+    pub(crate) fn remove_watcher(&mut self, key: &Key, watch: WatchId, cfg: &Config) {
+        let Some(list) = self.watchers.get_mut(key.as_str()) else {
+            return;
+        };
+        list.retain(|w| *w != watch);
+        if !list.is_empty() {
+            return;
+        }
+        self.watchers.remove(key.as_str());
+        if let Some(state) = self.keys.get_mut(key.as_str())
+            && state.status == Status::Offline
+            && state.forget_bucket == 0
+        {
+            let at = state.last_seen + cfg.forget_offline_after;
+            state.forget_bucket = token(self.forget.schedule(at, key.clone()));
+            self.evict_over_cap();
         }
     }
 
     /// Keys currently online or idle in this shard.
     pub(crate) fn online(&self) -> usize {
         self.online
+    }
+
+    /// Offline keys still remembered in this shard (every record not online is offline).
+    pub(crate) fn offline(&self) -> usize {
+        self.keys.len() - self.online
+    }
+
+    /// Offline keys this shard forgot early to stay within its cap, since start.
+    pub(crate) fn evicted(&self) -> u64 {
+        self.evicted
     }
 }
 
@@ -321,5 +380,82 @@ fn notify(
             key: key.clone(),
             status,
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(cap: usize) -> Config {
+        Config {
+            max_offline_keys: cap,
+            shards: 1,
+            offline_grace: Millis::ZERO,
+            idle_after: None,
+            timer_granularity: Millis(1),
+            forget_offline_after: Millis(10),
+            ..Config::default()
+        }
+    }
+
+    /// `key` comes online on connection 1 at `now` and leaves at once.
+    fn churn(shard: &mut KeyShard, key: &Key, now: u64, cfg: &Config) {
+        let mut out = Outputs::default();
+        let now = Millis(now);
+        shard.presence_added(key, ConnId(1), now, cfg, &mut out);
+        shard.presence_removed(key, ConnId(1), now, LeaveReason::Closed, now, cfg, &mut out);
+    }
+
+    fn remembered(shard: &KeyShard, key: &Key) -> bool {
+        shard.status(key, Millis(0)).last_seen.is_some()
+    }
+
+    #[test]
+    fn offline_keys_over_the_cap_are_forgotten_oldest_first() {
+        let cfg = cfg(2);
+        let mut s = KeyShard::new(&cfg);
+        let keys: Vec<Key> = (0..4).map(|i| Key::from(format!("k{i}"))).collect();
+        for (i, k) in keys.iter().enumerate() {
+            churn(&mut s, k, i as u64, &cfg);
+        }
+        assert_eq!((s.offline(), s.evicted()), (2, 2));
+        let kept: Vec<bool> = keys.iter().map(|k| remembered(&s, k)).collect();
+        assert_eq!(kept, [false, false, true, true]);
+        assert_eq!(s.status(&keys[3], Millis(9)).last_seen, Some(Millis(3)));
+    }
+
+    #[test]
+    fn a_watched_key_survives_the_cap_and_is_queued_again_when_unwatched() {
+        let cfg = cfg(1);
+        let mut s = KeyShard::new(&cfg);
+        let (a, b, c) = (Key::new("a"), Key::new("b"), Key::new("c"));
+        s.add_watcher(&a, WatchId(1));
+        churn(&mut s, &a, 0, &cfg);
+        churn(&mut s, &b, 1, &cfg);
+        assert!(remembered(&s, &a), "watched keys are never evicted");
+        assert!(!remembered(&s, &b));
+        s.remove_watcher(&a, WatchId(1), &cfg);
+        assert!(remembered(&s, &a), "within the cap after unwatch");
+        churn(&mut s, &c, 2, &cfg);
+        assert!(!remembered(&s, &a), "the oldest goes first");
+        assert!(remembered(&s, &c));
+        assert_eq!(s.evicted(), 2);
+    }
+
+    #[test]
+    fn a_key_watched_past_its_forget_deadline_is_forgotten_after_unwatch() {
+        let cfg = cfg(100);
+        let mut s = KeyShard::new(&cfg);
+        let a = Key::new("a");
+        let mut out = Outputs::default();
+        s.add_watcher(&a, WatchId(1));
+        churn(&mut s, &a, 0, &cfg);
+        s.tick(Millis(20), &cfg, &mut out);
+        assert!(remembered(&s, &a), "kept while watched");
+        s.remove_watcher(&a, WatchId(1), &cfg);
+        s.tick(Millis(21), &cfg, &mut out);
+        assert!(!remembered(&s, &a), "forgotten once nobody watches it");
+        assert_eq!((s.offline(), s.evicted()), (0, 0));
     }
 }

@@ -56,6 +56,18 @@ impl<T> Deadlines<T> {
         }
     }
 
+    /// Removes and returns one item of the earliest bucket, due or not (the most recently
+    /// scheduled of that bucket: order within a bucket is below the timer's resolution).
+    pub(crate) fn pop_earliest(&mut self) -> Option<(u64, T)> {
+        let mut entry = self.buckets.first_entry()?;
+        let bucket = *entry.key();
+        let item = entry.get_mut().pop();
+        if entry.get().is_empty() {
+            entry.remove();
+        }
+        item.map(|item| (bucket, item))
+    }
+
     /// Number of scheduled entries, stale ones included (for tests and stats).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
@@ -80,6 +92,17 @@ mod tests {
         assert_eq!(out, vec![(2, "a"), (2, "b")]);
         assert_eq!(d.next_due(), Some(Millis(40)));
         assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn pop_earliest_takes_from_the_first_bucket_even_when_not_due() {
+        let mut d = Deadlines::new(Millis(10));
+        d.schedule(Millis(30), "late");
+        d.schedule(Millis(10), "early");
+        assert_eq!(d.pop_earliest(), Some((1, "early")));
+        assert_eq!(d.pop_earliest(), Some((3, "late")));
+        assert_eq!(d.pop_earliest(), None);
+        assert_eq!(d.next_due(), None);
     }
 
     #[test]
