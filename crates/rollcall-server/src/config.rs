@@ -125,6 +125,14 @@ pub struct Cli {
     /// Most presences of one key in one channel (devices/tabs) [default: 256].
     #[arg(long, env = "ROLLCALL_MAX_PRESENCES_PER_KEY")]
     pub max_presences_per_key: Option<String>,
+    /// Longest presence key in bytes; longer keys are refused at join and track
+    /// [default: 255].
+    #[arg(long, env = "ROLLCALL_MAX_KEY_BYTES")]
+    pub max_key_bytes: Option<String>,
+    /// Most offline keys whose last_seen is remembered in memory; the oldest is forgotten
+    /// first beyond it [default: 1000000].
+    #[arg(long, env = "ROLLCALL_MAX_OFFLINE_KEYS")]
+    pub max_offline_keys: Option<String>,
     /// Longest topic name in bytes [default: 255].
     #[arg(long, env = "ROLLCALL_MAX_TOPIC_BYTES")]
     pub max_topic_bytes: Option<String>,
@@ -223,6 +231,8 @@ struct FileConfig {
     max_keys_per_topic: Option<u64>,
     max_presences_per_key: Option<u64>,
     max_topic_bytes: Option<u64>,
+    max_key_bytes: Option<u64>,
+    max_offline_keys: Option<u64>,
     outbound_queue_bytes: Option<u64>,
     join_timeout: Option<String>,
     status_read: Option<String>,
@@ -738,6 +748,20 @@ impl ServerConfig {
             file.max_presences_per_key,
             core.max_presences_per_key,
             1,
+        )?;
+        core.max_key_bytes = number(
+            "max_key_bytes",
+            cli.max_key_bytes.take(),
+            file.max_key_bytes,
+            core.max_key_bytes,
+            1,
+        )?;
+        core.max_offline_keys = number(
+            "max_offline_keys",
+            cli.max_offline_keys.take(),
+            file.max_offline_keys,
+            core.max_offline_keys,
+            0,
         )?;
         let dl = Limits::default();
         let limits = Limits {

@@ -95,6 +95,18 @@ impl Metrics {
             "Keys online or idle.",
             stats.keys_online as u64,
         );
+        gauge(
+            "rollcall_offline_keys_remembered",
+            "Offline keys whose last_seen is kept (bounded by max_offline_keys).",
+            stats.offline_keys_remembered as u64,
+        );
+        let _ = writeln!(
+            s,
+            "# HELP rollcall_offline_keys_evicted_total Offline keys forgotten early because \
+             max_offline_keys were remembered.\n# TYPE rollcall_offline_keys_evicted_total \
+             counter\nrollcall_offline_keys_evicted_total {}",
+            stats.offline_keys_evicted_total
+        );
         let counters: [(&str, &str, &AtomicU64); 12] = [
             (
                 "rollcall_connections_total",
