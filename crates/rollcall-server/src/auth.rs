@@ -79,30 +79,38 @@ pub struct AccessRule {
 
 impl AccessRule {
     /// True when `claims` may join private subtopic `sub` under this rule.
+    ///
+    /// A substituted claim value matches literally: only the rule's own trailing `*` is a
+    /// wildcard, so a token whose `family_id` is `"*"` matches `family:*` and nothing else.
     pub fn allows(&self, sub: &str, claims: &Claims) -> bool {
         if !self.roles.is_empty() && !self.roles.contains(&claims.role) {
             return false;
         }
-        let mut pattern = String::with_capacity(self.topic.len());
-        let mut rest = self.topic.as_str();
+        // The wildcard is decided on the rule's text, before any claim is substituted.
+        let (template, wildcard) = match self.topic.strip_suffix('*') {
+            Some(t) => (t, true),
+            None => (self.topic.as_str(), false),
+        };
+        let mut expected = String::with_capacity(template.len());
+        let mut rest = template;
         while let Some(start) = rest.find("{claims.") {
-            pattern.push_str(&rest[..start]);
+            expected.push_str(&rest[..start]);
             let after = &rest[start + "{claims.".len()..];
             let Some(end) = after.find('}') else {
                 return false;
             };
-            let value = match claims.all.get(&after[..end]) {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Number(n)) => n.to_string(),
+            match claims.all.get(&after[..end]) {
+                Some(Value::String(s)) => expected.push_str(s),
+                Some(Value::Number(n)) => expected.push_str(&n.to_string()),
                 _ => return false, // a rule naming a missing claim never matches
-            };
-            pattern.push_str(&value);
+            }
             rest = &after[end + 1..];
         }
-        pattern.push_str(rest);
-        match pattern.strip_suffix('*') {
-            Some(prefix) => sub.starts_with(prefix),
-            None => pattern == sub,
+        expected.push_str(rest);
+        if wildcard {
+            sub.starts_with(&expected)
+        } else {
+            sub == expected
         }
     }
 }
@@ -373,5 +381,30 @@ mod tests {
             roles: vec![],
         };
         assert!(wild.allows("team:red", &claims("anon", json!(1))));
+    }
+
+    #[test]
+    fn a_claim_value_is_matched_literally_never_as_a_wildcard() {
+        let claims = |fam: &str| Claims {
+            role: "authenticated".into(),
+            sub: None,
+            exp: 0,
+            all: json!({"family_id": fam}).as_object().unwrap().clone(),
+        };
+        let exact = AccessRule {
+            topic: "family:{claims.family_id}".into(),
+            roles: vec![],
+        };
+        assert!(!exact.allows("family:f1", &claims("*")));
+        assert!(!exact.allows("family:f1", &claims("f*")));
+        assert!(exact.allows("family:*", &claims("*")), "a literal star");
+        assert!(exact.allows("family:f1", &claims("f1")));
+        let prefix = AccessRule {
+            topic: "family:{claims.family_id}:*".into(),
+            roles: vec![],
+        };
+        assert!(prefix.allows("family:f1:kitchen", &claims("f1")));
+        assert!(!prefix.allows("family:f2:kitchen", &claims("*")));
+        assert!(!prefix.allows("family:f1:kitchen", &claims("f")));
     }
 }

@@ -210,3 +210,50 @@ async fn a_presence_refreshed_to_a_huge_exp_leaves_when_its_socket_closes() {
     assert_eq!(s.hub.channels.load(Ordering::Relaxed), 1);
     s.shutdown().await.unwrap();
 }
+
+fn reason(v: &Value) -> &str {
+    v[4]["response"]["reason"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_star_claim_does_not_open_another_familys_private_channel() {
+    let s = support::start(secured(1000, |_, auth| {
+        auth.rules = vec![rollcall_server::auth::AccessRule {
+            topic: "family:{claims.family_id}".into(),
+            roles: vec!["authenticated".into()],
+        }];
+    }))
+    .await;
+    let star =
+        jwt(json!({"role": "authenticated", "sub": "m", "exp": now() + 60, "family_id": "*"}));
+    let mut ws = open(&s, &star).await.unwrap();
+    send(
+        &mut ws,
+        join("realtime:family:f1", "1", "", json!({"private": true})),
+    )
+    .await;
+    let r = wait_for(&mut ws, 2, |v| v[1] == "1")
+        .await
+        .expect("a reply");
+    assert_eq!(
+        reason(&r),
+        "Unauthorized: You do not have permissions to read from this Channel topic: family:f1"
+    );
+    let own =
+        jwt(json!({"role": "authenticated", "sub": "m", "exp": now() + 60, "family_id": "f1"}));
+    send(
+        &mut ws,
+        join(
+            "realtime:family:f1",
+            "2",
+            "",
+            json!({"private": true, "access_token": own}),
+        ),
+    )
+    .await;
+    let r = wait_for(&mut ws, 2, |v| v[1] == "2")
+        .await
+        .expect("a reply");
+    assert_eq!(r[4]["status"], "ok", "{r}");
+    s.shutdown().await.unwrap();
+}
