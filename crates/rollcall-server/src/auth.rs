@@ -30,6 +30,10 @@ pub enum AuthError {
     /// `role` or `exp` missing.
     #[error("InvalidJWTToken: Fields `role` and `exp` are required in JWT")]
     MissingClaims,
+    /// `nbf` (not before) is in the future. Supabase does not check `nbf`; the text follows
+    /// its `InvalidJWTToken` family.
+    #[error("InvalidJWTToken: Token is not valid yet")]
+    NotYetValid,
 }
 
 impl AuthError {
@@ -41,6 +45,7 @@ impl AuthError {
             AuthError::BadSignature => "Failed to validate JWT signature".into(),
             AuthError::Expired(_) => "Token has expired".into(),
             AuthError::MissingClaims => "Fields `role` and `exp` are required in JWT".into(),
+            AuthError::NotYetValid => "Token is not valid yet".into(),
         }
     }
 
@@ -217,7 +222,9 @@ impl Auth {
         !self.keys.is_empty()
     }
 
-    /// Verifies `token` at `now` (Unix seconds): signature, then `role` and `exp`.
+    /// Verifies `token` at `now` (Unix seconds): signature, then `role`, `exp` and, when
+    /// present, `nbf`. Neither time claim gets a leeway: `exp <= now` is expired and
+    /// `nbf > now` is not valid yet (a non-numeric `nbf` is malformed).
     ///
     /// # Errors
     /// The Supabase-equivalent refusal.
@@ -265,6 +272,13 @@ impl Auth {
         };
         if exp <= now {
             return Err(AuthError::Expired(now - exp));
+        }
+        if let Some(nbf) = claims.get("nbf") {
+            let nbf = nbf.as_f64().ok_or(AuthError::Malformed)?;
+            // Compared as f64: a float or a huge `nbf` cannot wrap.
+            if nbf > now as f64 {
+                return Err(AuthError::NotYetValid);
+            }
         }
         Ok(Claims {
             role,
@@ -340,6 +354,25 @@ mod tests {
         assert_eq!(a.verify("not-a-jwt", 1000), Err(AuthError::Malformed));
         let no_role = token(json!({"exp": 2000}), "s3cret");
         assert_eq!(a.verify(&no_role, 1000), Err(AuthError::MissingClaims));
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused_and_one_valid_from_now_is_accepted() {
+        let a = auth();
+        let later = token(json!({"role": "anon", "exp": 2000, "nbf": 1001}), "s3cret");
+        assert_eq!(a.verify(&later, 1000), Err(AuthError::NotYetValid));
+        assert_eq!(
+            AuthError::NotYetValid.to_string(),
+            "InvalidJWTToken: Token is not valid yet"
+        );
+        assert!(a.verify(&later, 1001).is_ok(), "valid from nbf on");
+        let huge = token(json!({"role": "anon", "exp": 2000, "nbf": 1e300}), "s3cret");
+        assert_eq!(a.verify(&huge, 1000), Err(AuthError::NotYetValid));
+        let text = token(
+            json!({"role": "anon", "exp": 2000, "nbf": "soon"}),
+            "s3cret",
+        );
+        assert_eq!(a.verify(&text, 1000), Err(AuthError::Malformed));
     }
 
     #[test]

@@ -257,3 +257,79 @@ async fn a_star_claim_does_not_open_another_familys_private_channel() {
     assert_eq!(r[4]["status"], "ok", "{r}");
     s.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_token_not_valid_yet_is_refused_on_connect_and_on_join() {
+    let s = support::start(secured(1000, |_, _| {})).await;
+    let later =
+        jwt(json!({"role": "authenticated", "sub": "u", "exp": now() + 600, "nbf": now() + 300}));
+    let (status, body) = open(&s, &later).await.expect_err("refused");
+    assert_eq!(status, 401);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"],
+        "Token is not valid yet"
+    );
+    let mut ws = open(&s, &user("u", now() + 60)).await.unwrap();
+    send(
+        &mut ws,
+        join("realtime:n", "1", "", json!({"access_token": later})),
+    )
+    .await;
+    let r = wait_for(&mut ws, 2, |v| v[1] == "1")
+        .await
+        .expect("a reply");
+    assert_eq!(reason(&r), "InvalidJWTToken: Token is not valid yet");
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refresh_to_another_users_token_is_refused_and_the_old_token_stays() {
+    let s = support::start(secured(1000, |_, auth| {
+        auth.presence_key = rollcall_server::auth::PresenceKeySource::Sub;
+    }))
+    .await;
+    let mut ws = open(&s, &user("alice", now() + 60)).await.unwrap();
+    let short = user("alice", now() + 3);
+    send(
+        &mut ws,
+        join("realtime:r", "1", "", json!({"access_token": short})),
+    )
+    .await;
+    wait_for(&mut ws, 2, |v| v[3] == "presence_state")
+        .await
+        .expect("joined");
+    let bob = json!({"access_token": user("bob", now() + 600)});
+    send(
+        &mut ws,
+        json!(["1", "2", "realtime:r", "access_token", bob]),
+    )
+    .await;
+    let sys = wait_for(&mut ws, 2, |v| v[3] == "system")
+        .await
+        .expect("the refresh is refused with a system message");
+    assert_eq!(sys[4]["status"], "error");
+    assert!(
+        sys[4]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Token refresh refused: the new token is for another user"),
+        "{sys}"
+    );
+    // The channel stays, tracked under the old sub, on the old token.
+    send(&mut ws, track("realtime:r", "1", "3", json!({"a": 1}))).await;
+    let diff = wait_for(&mut ws, 2, |v| v[3] == "presence_diff")
+        .await
+        .expect("still joined");
+    assert!(diff[4]["joins"].get("alice").is_some(), "{diff}");
+    let end = wait_for(&mut ws, 6, |v| v[3] == "system")
+        .await
+        .expect("the old token still expires");
+    assert!(
+        end[4]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Token has expired"),
+        "{end}"
+    );
+    s.shutdown().await.unwrap();
+}

@@ -9,6 +9,7 @@ use rollcall_phoenix::{
 use serde_json::value::RawValue;
 
 use super::Session;
+use crate::auth::PresenceKeySource;
 use crate::hub::{Frames, TopicSubs};
 use crate::metrics::Metrics;
 
@@ -191,7 +192,9 @@ impl Session {
     }
 
     /// Token refresh. Supabase never replies; a bad token ends the channel with a `system`
-    /// error; `null`, `sb_…` and the current token are ignored.
+    /// error; `null`, `sb_…` and the current token are ignored. With `presence_key = sub`, a
+    /// valid token for another user is refused with a `system` error and the channel keeps
+    /// its current token (its presence key is the old `sub`; changing user needs a rejoin).
     pub(super) fn access_token(&mut self, msg: &Inbound<'_>) {
         if !self.hub.cfg.auth.enabled() {
             return;
@@ -230,9 +233,23 @@ impl Session {
                     );
                     return self.end_channel(&topic, "private_refused", &m);
                 }
+                if let Some(c) = &claims
+                    && self.hub.cfg.auth.presence_key == PresenceKeySource::Sub
+                    && c.sub.as_deref() != ch.key.as_ref().map(|k| k.as_str())
+                {
+                    return self.refuse_other_user(&topic);
+                }
                 ch.exp = claims.as_ref().map(|c| c.exp);
                 ch.token = Some(token);
             }
         }
+    }
+
+    /// A refresh to another user's token while presence keys are token subs: refused, the
+    /// channel stays on its current token.
+    fn refuse_other_user(&self, topic: &str) {
+        let message = "Token refresh refused: the new token is for another user (sub); \
+                       the channel keeps its current token, rejoin to change user";
+        self.system_error(topic, "refresh_other_sub", message);
     }
 }

@@ -235,9 +235,16 @@ impl Session {
 
     /// Ends a channel as Supabase does on a policy violation: `system` error, then `phx_close`.
     fn end_channel(&mut self, topic: &str, metric: &'static str, message: &str) {
+        if self.system_error(topic, metric, message) {
+            self.leave(topic);
+        }
+    }
+
+    /// Pushes a `system` error on a joined channel without ending it; false if not joined.
+    fn system_error(&self, topic: &str, metric: &'static str, message: &str) -> bool {
         self.hub.metrics.error(metric);
         let Some(ch) = self.channels.get(topic) else {
-            return;
+            return false;
         };
         let sub = topic.strip_prefix(event::TOPIC_PREFIX);
         let body = reply::system_message(reply::STATUS_ERROR, message, sub);
@@ -267,7 +274,7 @@ impl Session {
             .filter_map(|(t, c)| c.exp.filter(|e| *e <= now).map(|e| (t.clone(), e)))
             .collect();
         for (topic, exp) in expired {
-            let msg = format!("Token has expired {} seconds ago", now - exp);
+            let msg = format!("Token has expired {} seconds ago", now.saturating_sub(exp));
             self.end_channel(&topic, "token_expired", &msg);
         }
     }
