@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use rollcall_server::ServerConfig;
 use rollcall_server::auth::Auth;
@@ -331,5 +331,107 @@ async fn a_refresh_to_another_users_token_is_refused_and_the_old_token_stays() {
             .starts_with("Token has expired"),
         "{end}"
     );
+    s.shutdown().await.unwrap();
+}
+
+/// A WebSocket spoken byte by byte, to send what no client library will.
+mod raw {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Sends the upgrade request with `key`; returns the stream, the status and the body.
+    pub(super) async fn upgrade(addr: std::net::SocketAddr, key: &str) -> (TcpStream, u16, String) {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "GET /realtime/v1/websocket?apikey=k&vsn=2.0.0 HTTP/1.1\r\nHost: {addr}\r\n\
+             Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(s.read_u8().await.unwrap());
+        }
+        let head = String::from_utf8(head).unwrap();
+        let status: u16 = head[9..12].parse().unwrap();
+        let len = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().unwrap())
+            })
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        s.read_exact(&mut body).await.unwrap();
+        (s, status, String::from_utf8(body).unwrap())
+    }
+
+    /// One masked client frame; `first` is the FIN/RSV/opcode byte.
+    pub(super) async fn send_frame(s: &mut TcpStream, first: u8, payload: &[u8]) {
+        assert!(payload.len() < 126);
+        let mask = [1u8, 2, 3, 4];
+        let mut frame = vec![first, 0x80 | payload.len() as u8];
+        frame.extend(mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        s.write_all(&frame).await.unwrap();
+    }
+
+    /// Reads server frames until a close frame; its code, or None if TCP ends first.
+    pub(super) async fn close_code(s: &mut TcpStream) -> Option<u16> {
+        tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                let first = s.read_u8().await.ok()?;
+                let mut len = u64::from(s.read_u8().await.ok()? & 0x7f);
+                if len == 126 {
+                    len = u64::from(s.read_u16().await.ok()?);
+                } else if len == 127 {
+                    len = s.read_u64().await.ok()?;
+                }
+                let mut payload = vec![0; len as usize];
+                s.read_exact(&mut payload).await.ok()?;
+                if first & 0x0f == 0x8 {
+                    return Some(u16::from_be_bytes([payload[0], payload[1]]));
+                }
+            }
+        })
+        .await
+        .expect("the server answers within 2 s")
+    }
+}
+
+#[tokio::test]
+async fn invalid_utf8_closes_1007_and_a_protocol_violation_closes_1002() {
+    let s = support::start(support::fast_config(1000, 3)).await;
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let (mut ws, status, _) = raw::upgrade(s.addr, key).await;
+    assert_eq!(status, 101);
+    raw::send_frame(&mut ws, 0x81, &[b'[', 0xff, 0xfe, b']']).await;
+    assert_eq!(raw::close_code(&mut ws).await, Some(1007));
+    let (mut ws, _, _) = raw::upgrade(s.addr, key).await;
+    // RSV1 set with no extension negotiated (RFC 6455 §5.2).
+    raw::send_frame(&mut ws, 0xC1, b"[]").await;
+    assert_eq!(raw::close_code(&mut ws).await, Some(1002));
+    assert_eq!(s.hub.metrics.errors_of("invalid_utf8"), 1);
+    assert_eq!(s.hub.metrics.errors_of("protocol_error"), 1);
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bogus_websocket_key_is_refused_with_400_and_a_json_error() {
+    let s = support::start(support::fast_config(1000, 3)).await;
+    let (_, status, body) = raw::upgrade(s.addr, "abc").await;
+    assert_eq!(status, 400);
+    let v: Value = serde_json::from_str(&body).expect("a JSON body");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Sec-WebSocket-Key"),
+        "{v}"
+    );
+    assert_eq!(s.hub.sockets.load(Ordering::Relaxed), 0);
     s.shutdown().await.unwrap();
 }

@@ -107,16 +107,9 @@ impl Session {
         self.hub.engine.heartbeat(self.conn, self.hub.now());
     }
 
-    /// The WebSocket layer rejected input; returns true when it was a message over
-    /// `max_frame_bytes` (the caller closes with 1009).
-    pub fn protocol_error(&self, why: &str) -> bool {
-        let too_big = why.contains("too long") || why.contains("too big");
-        self.hub.metrics.error(if too_big {
-            "frame_too_large"
-        } else {
-            "websocket_error"
-        });
-        too_big
+    /// The shared state this session works on.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
     }
 
     /// True once any channel was joined (the join timeout no longer applies).
