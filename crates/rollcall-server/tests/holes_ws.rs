@@ -435,3 +435,21 @@ async fn a_bogus_websocket_key_is_refused_with_400_and_a_json_error() {
     assert_eq!(s.hub.sockets.load(Ordering::Relaxed), 0);
     s.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_six_element_frame_is_malformed() {
+    let s = support::start(support::fast_config(1000, 3)).await;
+    let mut ws = support::connect(&s.ws_url("2.0.0")).await;
+    send(
+        &mut ws,
+        json!([null, "1", "phoenix", "heartbeat", {}, "smuggled"]),
+    )
+    .await;
+    let r = support::next_frame(&mut ws, 2).await;
+    assert_eq!(r[4]["status"], "error", "{r}");
+    assert_eq!(
+        reason(&r),
+        "malformed message: frame has 6 elements, 5 are required"
+    );
+    s.shutdown().await.unwrap();
+}
