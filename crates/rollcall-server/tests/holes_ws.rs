@@ -453,3 +453,33 @@ async fn a_six_element_frame_is_malformed() {
     );
     s.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_client_phx_ref_is_stripped_so_presence_state_has_one() {
+    let s = support::start(support::fast_config(1000, 3)).await;
+    let mut ws = support::connect(&s.ws_url("2.0.0")).await;
+    send(&mut ws, join("realtime:m", "1", "k", json!({}))).await;
+    let meta = json!({"s": 1, "phx_ref": "forged", "phx_ref_prev": "forged-too"});
+    send(&mut ws, track("realtime:m", "1", "2", meta)).await;
+    wait_for(&mut ws, 2, |v| v[1] == "2")
+        .await
+        .expect("tracked");
+    let mut other = support::connect(&s.ws_url("2.0.0")).await;
+    send(&mut other, join("realtime:m", "1", "o", json!({}))).await;
+    // Raw text: a duplicate key would be lost by parsing it into a map.
+    let text = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let Some(Ok(Message::Text(t))) = other.next().await
+                && t.contains("presence_state")
+            {
+                return t.to_string();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(text.matches("\"phx_ref\"").count(), 1, "{text}");
+    assert!(!text.contains("forged"), "{text}");
+    assert!(!text.contains("phx_ref_prev"), "{text}");
+    s.shutdown().await.unwrap();
+}

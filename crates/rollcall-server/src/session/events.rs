@@ -2,6 +2,7 @@
 
 use axum::extract::ws::Message;
 use rollcall_core::{ConnId, Meta, TrackError};
+use rollcall_phoenix::presence_msg::strip_server_meta_keys;
 use rollcall_phoenix::{
     Inbound, Payload, PresenceCommand, UserBroadcastBody, Vsn, encode_user_broadcast, event,
     parse_broadcast, parse_presence, reply,
@@ -55,7 +56,7 @@ impl Session {
                         reply::TRACK_MESSAGE_SIZE_EXCEEDED,
                     );
                 }
-                let Ok(meta) = Meta::parse(meta.get()) else {
+                let Some(meta) = client_meta(meta) else {
                     return self.error(msg, "invalid_presence", reply::PRESENCE_PAYLOAD_NOT_A_MAP);
                 };
                 match self
@@ -252,4 +253,14 @@ impl Session {
                        the channel keeps its current token, rejoin to change user";
         self.system_error(topic, "refresh_other_sub", message);
     }
+}
+
+/// A client's meta object without the keys the server writes (`phx_ref`, `phx_ref_prev`):
+/// kept, they would be duplicated in every `presence_state` and diff. None: not an object.
+fn client_meta(raw: &RawValue) -> Option<Meta> {
+    let mut value: serde_json::Value = serde_json::from_str(raw.get()).ok()?;
+    if strip_server_meta_keys(value.as_object_mut()?) {
+        tracing::debug!("phx_ref / phx_ref_prev removed from a client meta");
+    }
+    Meta::from_value(&value).ok()
 }
