@@ -483,3 +483,43 @@ async fn a_client_phx_ref_is_stripped_so_presence_state_has_one() {
     assert!(!text.contains("phx_ref_prev"), "{text}");
     s.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn heartbeat_and_malformed_floods_are_rate_limited() {
+    let mut cfg = support::fast_config(1000, 3);
+    cfg.limits.max_heartbeats_per_second = 3;
+    cfg.limits.max_events_per_second = 3;
+    let s = support::start(cfg).await;
+    let mut ws = support::connect(&s.ws_url("2.0.0")).await;
+    // Heartbeats do not use the events budget and have their own.
+    for i in 0..4 {
+        send(
+            &mut ws,
+            json!([null, format!("h{i}"), "phoenix", "heartbeat", {}]),
+        )
+        .await;
+    }
+    for i in 0..4 {
+        let r = support::next_frame(&mut ws, 2).await;
+        assert_eq!(r[1], format!("h{i}"));
+        let want = if i < 3 { "ok" } else { "error" };
+        assert_eq!(r[4]["status"], want, "{r}");
+    }
+    for _ in 0..4 {
+        ws.send(Message::text("garbage")).await.unwrap();
+    }
+    let mut reasons = Vec::new();
+    for _ in 0..4 {
+        reasons.push(reason(&support::next_frame(&mut ws, 2).await).to_string());
+    }
+    assert!(
+        reasons[..3]
+            .iter()
+            .all(|r| r.starts_with("malformed message")),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[3], "Too many messages per second");
+    assert_eq!(s.hub.metrics.errors_of("heartbeats_rate"), 1);
+    assert_eq!(s.hub.metrics.errors_of("events_rate"), 1);
+    s.shutdown().await.unwrap();
+}

@@ -54,7 +54,9 @@ pub struct Session {
     /// The socket's `apikey` token and its claims (verified on connect when auth is on).
     apikey: Option<(String, Option<Claims>)>,
     joins: RateWindow,
+    /// Every inbound message but heartbeats, malformed ones included.
     events: RateWindow,
+    heartbeats: RateWindow,
     joined_once: bool,
 }
 
@@ -78,6 +80,7 @@ impl Session {
             apikey,
             joins: RateWindow::new(),
             events: RateWindow::new(),
+            heartbeats: RateWindow::new(),
             joined_once: false,
         }
     }
@@ -117,7 +120,21 @@ impl Session {
         self.joined_once
     }
 
+    /// Counts one message against `max_events_per_second`; false when over it.
+    fn allow_event(&mut self) -> bool {
+        let max = self.hub.cfg.limits.max_events_per_second;
+        let now = self.hub.now();
+        self.events
+            .allow(now, rollcall_core::Millis::from_secs(1), max)
+    }
+
     fn malformed(&mut self, why: &str) {
+        // Garbage counts against the message budget too, or it would be a free flood.
+        if !self.allow_event() {
+            self.hub.metrics.error("events_rate");
+            let body = reply::error_reason(reply::TOO_MANY_MESSAGES);
+            return self.reply(None, None, event::PHOENIX_TOPIC, reply::STATUS_ERROR, &body);
+        }
         tracing::debug!(conn = self.conn.0, why, "malformed frame");
         self.hub.metrics.error("malformed_message");
         let body = reply::error_reason(&format!("malformed message: {why}"));
@@ -167,15 +184,20 @@ impl Session {
     fn dispatch(&mut self, msg: Inbound<'_>) {
         tracing::trace!(conn = self.conn.0, topic = %msg.topic, event = %msg.event, "inbound");
         if msg.topic == event::PHOENIX_TOPIC && msg.event == event::HEARTBEAT {
+            // Heartbeats have their own, smaller budget: a client sends one every 25 s.
+            let max = self.hub.cfg.limits.max_heartbeats_per_second;
+            let now = self.hub.now();
+            if !self
+                .heartbeats
+                .allow(now, rollcall_core::Millis::from_secs(1), max)
+            {
+                let reason = reply::CLIENT_HEARTBEAT_RATE_LIMIT_REACHED;
+                return self.error(&msg, "heartbeats_rate", reason);
+            }
             Metrics::inc(&self.hub.metrics.heartbeats);
             return self.ok(&msg, reply::ok_empty());
         }
-        let limits = &self.hub.cfg.limits;
-        if !self.events.allow(
-            self.hub.now(),
-            rollcall_core::Millis::from_secs(1),
-            limits.max_events_per_second,
-        ) {
+        if !self.allow_event() {
             if self.channels.contains_key(&msg.topic) {
                 return self.end_channel(&msg.topic, "events_rate", reply::TOO_MANY_MESSAGES);
             }
