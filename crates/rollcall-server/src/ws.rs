@@ -1,6 +1,10 @@
 //! The WebSocket endpoint: upgrade, then one task per socket that reads frames into its
 //! [`Session`] and writes its outbound queue, until close, timeout, slow-consumer kill or
 //! server shutdown.
+//!
+//! Files: `ws.rs` (upgrade and the socket loop), `ws/guard.rs` (the drop guard that releases a
+//! socket's state however its task ends), `ws/rfc6455.rs` (close codes for read errors, the
+//! `Sec-WebSocket-Key` check).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,11 +13,10 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use rollcall_core::{ConnId, LeaveReason};
+use rollcall_core::LeaveReason;
 use rollcall_phoenix::Vsn;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -22,6 +25,12 @@ use crate::auth::{AuthError, Claims, unix_now};
 use crate::hub::{ConnCtl, Hub, KillReason, Outbox, message_len};
 use crate::metrics::Metrics;
 use crate::session::Session;
+
+mod guard;
+mod rfc6455;
+
+use guard::SocketGuard;
+use rfc6455::{ReadError, valid_websocket_key};
 
 /// Bytes tungstenite reserves per read. Presence traffic is small frames (a heartbeat is ~40
 /// bytes), and every idle connection keeps this buffer, so it is kept small: larger frames
@@ -144,56 +153,6 @@ async fn run(
     // `guard` drops here and releases everything the socket held.
 }
 
-/// What one socket registered with the hub, released exactly once when the socket task ends:
-/// normally, when the task is cancelled, and when it panics (tokio drops a panicked task's
-/// future, so this runs while unwinding). No panic can leak a `max_connections` slot, a
-/// gauge, or a presence that stays online until its heartbeat timeout.
-struct SocketGuard {
-    hub: Arc<Hub>,
-    conn: ConnId,
-    ctl: Arc<ConnCtl>,
-    session: Session,
-    /// Why the socket ended; `Closed` until the task says otherwise (and after a panic).
-    reason: LeaveReason,
-}
-
-impl SocketGuard {
-    /// Registers a connection the engine already knows: its control block and the socket gauge.
-    fn register(hub: Arc<Hub>, conn: ConnId, ctl: Arc<ConnCtl>, session: Session) -> SocketGuard {
-        hub.conns.insert(conn, ctl.clone());
-        hub.sockets.fetch_add(1, Ordering::Relaxed);
-        SocketGuard {
-            hub,
-            conn,
-            ctl,
-            session,
-            reason: LeaveReason::Closed,
-        }
-    }
-}
-
-impl Drop for SocketGuard {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.hub.metrics.error("socket_task_panic");
-            tracing::error!(
-                conn = self.conn.0,
-                "socket task panicked; releasing its state"
-            );
-        }
-        self.session.close(self.reason);
-        self.ctl.close();
-        self.hub.conns.remove(&self.conn);
-        self.hub.sockets.fetch_sub(1, Ordering::Relaxed);
-        self.hub.sockets_changed.notify_waiters();
-        tracing::debug!(
-            conn = self.conn.0,
-            reason = self.reason.as_str(),
-            "disconnected"
-        );
-    }
-}
-
 /// The longest single timer wait. Deadlines further out (a token `exp` of 1e19, a huge
 /// `join_timeout`) are capped here instead of overflowing the clock; a capped timer that fires
 /// finds nothing due and is set again.
@@ -295,64 +254,6 @@ async fn drive(
     }
 }
 
-/// What a failed read means for the socket (RFC 6455 §7.4.1), classified by the error's type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReadError {
-    /// A message or frame over `max_frame_bytes`: close 1009.
-    TooBig,
-    /// A text message that is not UTF-8: close 1007.
-    InvalidUtf8,
-    /// Any other violation of the framing rules (reserved bits, unmasked frame, bad opcode,
-    /// fragmented control frame, …): close 1002.
-    Protocol,
-    /// The transport failed or the peer vanished: no close frame can be delivered.
-    Transport,
-}
-
-impl ReadError {
-    fn of(e: &axum::Error) -> ReadError {
-        use tungstenite::Error as WsError;
-        use tungstenite::error::ProtocolError;
-        let inner = std::error::Error::source(e).and_then(|s| s.downcast_ref::<WsError>());
-        match inner {
-            Some(WsError::Capacity(_)) => ReadError::TooBig,
-            Some(WsError::Utf8(_)) => ReadError::InvalidUtf8,
-            Some(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
-                ReadError::Transport
-            }
-            Some(WsError::Protocol(_)) => ReadError::Protocol,
-            _ => ReadError::Transport,
-        }
-    }
-
-    /// The `rollcall_errors_total` reason.
-    fn metric(self) -> &'static str {
-        match self {
-            ReadError::TooBig => "frame_too_large",
-            ReadError::InvalidUtf8 => "invalid_utf8",
-            ReadError::Protocol => "protocol_error",
-            ReadError::Transport => "websocket_error",
-        }
-    }
-
-    /// The close frame to send, if the peer can still receive one.
-    fn close_frame(self) -> Option<(u16, &'static str)> {
-        match self {
-            ReadError::TooBig => Some((1009, "message too big")),
-            ReadError::InvalidUtf8 => Some((1007, "invalid UTF-8 in a text message")),
-            ReadError::Protocol => Some((1002, "protocol error")),
-            ReadError::Transport => None,
-        }
-    }
-}
-
-/// True for a `Sec-WebSocket-Key` that is the base64 of 16 bytes: 22 base64 characters and
-/// `==` (RFC 6455 §4.1). Only the length is checked in the last character's unused bits.
-fn valid_websocket_key(key: &[u8]) -> bool {
-    let b64 = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
-    key.len() == 24 && key[..22].iter().all(b64) && &key[22..] == b"=="
-}
-
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
 /// Writes `first` and everything already queued, then flushes once. False on a socket error.
@@ -388,7 +289,6 @@ async fn close(sink: &mut Sink, code: u16, reason: &'static str, wait_ms: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ServerConfig;
 
     #[test]
     fn deadlines_far_in_the_future_are_capped_instead_of_overflowing() {
@@ -397,88 +297,5 @@ mod tests {
         assert_eq!(far, now + MAX_TIMER);
         let near = deadline_after(now, Duration::from_secs(5));
         assert_eq!(near, now + Duration::from_secs(5));
-    }
-
-    #[test]
-    fn websocket_keys_must_be_the_base64_of_16_bytes() {
-        assert!(valid_websocket_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
-        assert!(valid_websocket_key(b"6D69KGBOr4Re+Nj6zx9aQA=="));
-        for bad in [
-            &b"abc"[..],
-            b"",
-            b"dGhlIHNhbXBsZSBub25jZQ",
-            b"dGhlIHNhbXBsZSBub25jZQ=",
-            b"dGhlIHNhbXBsZSBub25jZ===",
-            b"dGhlIHNhbXBsZSBub25j*Q==",
-            b"dGhlIHNhbXBsZSBub25jZQ==dGhl",
-        ] {
-            assert!(
-                !valid_websocket_key(bad),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
-
-    #[test]
-    fn read_errors_map_to_their_close_codes_by_type() {
-        use tungstenite::error::{CapacityError, ProtocolError};
-        let of = |e: tungstenite::Error| ReadError::of(&axum::Error::new(e));
-        let utf8 = std::str::from_utf8(&[0xff, 0xfe][..]).unwrap_err();
-        assert_eq!(of(tungstenite::Error::from(utf8)), ReadError::InvalidUtf8);
-        let big = CapacityError::MessageTooLong {
-            size: 2,
-            max_size: 1,
-        };
-        assert_eq!(of(big.into()), ReadError::TooBig);
-        assert_eq!(
-            of(ProtocolError::NonZeroReservedBits.into()),
-            ReadError::Protocol
-        );
-        assert_eq!(
-            of(ProtocolError::ResetWithoutClosingHandshake.into()),
-            ReadError::Transport
-        );
-        assert_eq!(
-            of(tungstenite::Error::ConnectionClosed),
-            ReadError::Transport
-        );
-        assert_eq!(
-            ReadError::InvalidUtf8.close_frame().map(|c| c.0),
-            Some(1007)
-        );
-        assert_eq!(ReadError::Protocol.close_frame().map(|c| c.0), Some(1002));
-        assert_eq!(ReadError::TooBig.close_frame().map(|c| c.0), Some(1009));
-    }
-
-    #[tokio::test]
-    async fn a_panicking_socket_task_releases_its_slot_gauges_and_presence() {
-        let hub = Hub::new(ServerConfig::default()).unwrap();
-        let task_hub = hub.clone();
-        let task = tokio::spawn(async move {
-            let hub = task_hub;
-            let conn = hub.next_conn_id();
-            let (outbox, ctl) = Outbox::new(64, 1 << 16);
-            hub.engine.connect(conn, hub.now()).unwrap();
-            let session = Session::new(hub.clone(), conn, Vsn::V2, outbox, None);
-            let mut guard = SocketGuard::register(hub.clone(), conn, ctl, session);
-            guard.session.handle_text(
-                r#"["1","1","realtime:g","phx_join",{"config":{"presence":{"key":"ghost"}}}]"#,
-            );
-            guard.session.handle_text(
-                r#"["1","2","realtime:g","presence",{"type":"presence","event":"track","payload":{}}]"#,
-            );
-            assert_eq!(hub.engine.list("realtime:g").len(), 1);
-            assert_eq!(hub.sockets.load(Ordering::Relaxed), 1);
-            assert_eq!(hub.channels.load(Ordering::Relaxed), 1);
-            panic!("a bug in the socket task");
-        });
-        assert!(task.await.unwrap_err().is_panic());
-        assert!(hub.engine.list("realtime:g").is_empty(), "no ghost");
-        assert_eq!(hub.sockets.load(Ordering::Relaxed), 0, "slot released");
-        assert_eq!(hub.channels.load(Ordering::Relaxed), 0, "channel gauge");
-        assert!(hub.conns.is_empty());
-        assert!(hub.registry.is_empty(), "no subscription left");
-        assert_eq!(hub.metrics.errors_of("socket_task_panic"), 1);
     }
 }
