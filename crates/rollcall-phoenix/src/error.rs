@@ -62,8 +62,8 @@ pub enum DecodeError {
     /// A vsn 1.0.0 text frame is valid JSON but not an object.
     #[error("frame is not a json object")]
     NotAnObject,
-    /// A vsn 2.0.0 array has fewer than 5 elements.
-    #[error("frame has {0} elements, at least 5 are required")]
+    /// A vsn 2.0.0 array does not have exactly 5 elements.
+    #[error("frame has {0} elements, 5 are required")]
     Arity(usize),
     /// A required field is absent.
     #[error("field {0} is missing")]

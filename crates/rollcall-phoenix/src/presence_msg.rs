@@ -69,6 +69,27 @@ pub fn parse_presence(payload: &RawValue) -> Result<PresenceCommand<'_>, Presenc
     }
 }
 
+/// Meta keys the server writes into every presence it lists (`phx_ref`, and `phx_ref_prev` on
+/// an update; protocol §4.5). A client's own values would appear next to the server's, a
+/// duplicate key in `presence_state`, so a tracked meta loses them.
+pub const SERVER_META_KEYS: [&str; 2] = ["phx_ref", "phx_ref_prev"];
+
+/// Removes the [`SERVER_META_KEYS`] from a client's meta object; true when any was there.
+///
+/// ```
+/// use rollcall_phoenix::presence_msg::strip_server_meta_keys;
+/// let mut meta = serde_json::json!({"status": "online", "phx_ref": "forged"});
+/// assert!(strip_server_meta_keys(meta.as_object_mut().unwrap()));
+/// assert_eq!(meta, serde_json::json!({"status": "online"}));
+/// ```
+pub fn strip_server_meta_keys(meta: &mut serde_json::Map<String, serde_json::Value>) -> bool {
+    let mut stripped = false;
+    for key in SERVER_META_KEYS {
+        stripped |= meta.remove(key).is_some();
+    }
+    stripped
+}
+
 /// Parses a text `broadcast` push payload.
 ///
 /// # Errors
@@ -150,6 +171,14 @@ mod tests {
             presence(r#"{"event":1}"#).unwrap_err(),
             PresenceError::EventNotAString
         );
+    }
+
+    #[test]
+    fn server_meta_keys_are_stripped_and_others_kept() {
+        let mut meta = serde_json::json!({"a": 1, "phx_ref": "x", "phx_ref_prev": "y"});
+        assert!(strip_server_meta_keys(meta.as_object_mut().unwrap()));
+        assert_eq!(meta, serde_json::json!({"a": 1}));
+        assert!(!strip_server_meta_keys(meta.as_object_mut().unwrap()));
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub const CHANNEL_RATE_LIMIT_REACHED: &str = "ChannelRateLimitReached: Too many 
 /// Join refused: too many joins per second; RT also disconnects the socket.
 pub const CLIENT_JOIN_RATE_LIMIT_REACHED: &str =
     "ClientJoinRateLimitReached: Too many joins per second";
+/// Heartbeat refused: more heartbeats per second than the server allows (ours; RT has no
+/// heartbeat limit). A client sends one every 25 s, so only a flood sees this.
+pub const CLIENT_HEARTBEAT_RATE_LIMIT_REACHED: &str =
+    "ClientHeartbeatRateLimitReached: Too many heartbeats per second";
 /// Join refused: too many connected users.
 pub const CONNECTION_RATE_LIMIT_REACHED: &str =
     "ConnectionRateLimitReached: Too many connected users";

@@ -198,6 +198,11 @@ fn malformed_text_frames_name_the_fault() {
         ),
         (
             Vsn::V2,
+            r#"[null,"1","phoenix","heartbeat",{},null]"#,
+            DecodeError::Arity(6),
+        ),
+        (
+            Vsn::V2,
             r#"[null,"1","phoenix","heartbeat",{}] x"#,
             DecodeError::InvalidJson {
                 line: 1,
@@ -265,7 +270,7 @@ fn decode_errors_read_as_lowercase_sentences() {
     assert_eq!(err.to_string(), "field topic is 14 bytes, only 3 remain");
     assert_eq!(
         DecodeError::Arity(4).to_string(),
-        "frame has 4 elements, at least 5 are required"
+        "frame has 4 elements, 5 are required"
     );
     assert_eq!(
         DecodeError::UnknownKind(9).to_string(),

@@ -4,12 +4,16 @@
 //! with a PEM public key or a JWKS file (`jwt_public_key`, `jwt_jwks`). `exp` is checked here
 //! (not by the library) so the message can say how long ago it expired, as Supabase does.
 //! With nothing configured the server runs open: tokens are not verified, private channels are
-//! refused, and a warning is logged at start-up.
+//! refused, and a warning is logged at start-up. Private-channel access rules are in
+//! `auth/rules.rs`.
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
 use serde_json::{Map, Value};
+
+mod rules;
+
+pub use rules::AccessRule;
 
 /// Why a token was refused. `Display` gives the join-reply reason; [`AuthError::http_message`]
 /// the 401 body text on connect.
@@ -30,6 +34,10 @@ pub enum AuthError {
     /// `role` or `exp` missing.
     #[error("InvalidJWTToken: Fields `role` and `exp` are required in JWT")]
     MissingClaims,
+    /// `nbf` (not before) is in the future. Supabase does not check `nbf`; the text follows
+    /// its `InvalidJWTToken` family.
+    #[error("InvalidJWTToken: Token is not valid yet")]
+    NotYetValid,
 }
 
 impl AuthError {
@@ -41,6 +49,7 @@ impl AuthError {
             AuthError::BadSignature => "Failed to validate JWT signature".into(),
             AuthError::Expired(_) => "Token has expired".into(),
             AuthError::MissingClaims => "Fields `role` and `exp` are required in JWT".into(),
+            AuthError::NotYetValid => "Token is not valid yet".into(),
         }
     }
 
@@ -64,47 +73,6 @@ pub struct Claims {
     pub exp: u64,
     /// Every claim, for `{claims.x}` placeholders.
     pub all: Map<String, Value>,
-}
-
-/// One access rule for private channels: a subtopic pattern and the roles allowed.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct AccessRule {
-    /// Subtopic pattern; `{claims.NAME}` is replaced by that claim, `*` matches any rest.
-    pub topic: String,
-    /// Roles allowed; empty means any role.
-    #[serde(default)]
-    pub roles: Vec<String>,
-}
-
-impl AccessRule {
-    /// True when `claims` may join private subtopic `sub` under this rule.
-    pub fn allows(&self, sub: &str, claims: &Claims) -> bool {
-        if !self.roles.is_empty() && !self.roles.contains(&claims.role) {
-            return false;
-        }
-        let mut pattern = String::with_capacity(self.topic.len());
-        let mut rest = self.topic.as_str();
-        while let Some(start) = rest.find("{claims.") {
-            pattern.push_str(&rest[..start]);
-            let after = &rest[start + "{claims.".len()..];
-            let Some(end) = after.find('}') else {
-                return false;
-            };
-            let value = match claims.all.get(&after[..end]) {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Number(n)) => n.to_string(),
-                _ => return false, // a rule naming a missing claim never matches
-            };
-            pattern.push_str(&value);
-            rest = &after[end + 1..];
-        }
-        pattern.push_str(rest);
-        match pattern.strip_suffix('*') {
-            Some(prefix) => sub.starts_with(prefix),
-            None => pattern == sub,
-        }
-    }
 }
 
 /// Where the presence key comes from.
@@ -209,7 +177,9 @@ impl Auth {
         !self.keys.is_empty()
     }
 
-    /// Verifies `token` at `now` (Unix seconds): signature, then `role` and `exp`.
+    /// Verifies `token` at `now` (Unix seconds): signature, then `role`, `exp` and, when
+    /// present, `nbf`. Neither time claim gets a leeway: `exp <= now` is expired and
+    /// `nbf > now` is not valid yet (a non-numeric `nbf` is malformed).
     ///
     /// # Errors
     /// The Supabase-equivalent refusal.
@@ -257,6 +227,13 @@ impl Auth {
         };
         if exp <= now {
             return Err(AuthError::Expired(now - exp));
+        }
+        if let Some(nbf) = claims.get("nbf") {
+            let nbf = nbf.as_f64().ok_or(AuthError::Malformed)?;
+            // Compared as f64: a float or a huge `nbf` cannot wrap.
+            if nbf > now as f64 {
+                return Err(AuthError::NotYetValid);
+            }
         }
         Ok(Claims {
             role,
@@ -335,6 +312,25 @@ mod tests {
     }
 
     #[test]
+    fn a_token_not_valid_yet_is_refused_and_one_valid_from_now_is_accepted() {
+        let a = auth();
+        let later = token(json!({"role": "anon", "exp": 2000, "nbf": 1001}), "s3cret");
+        assert_eq!(a.verify(&later, 1000), Err(AuthError::NotYetValid));
+        assert_eq!(
+            AuthError::NotYetValid.to_string(),
+            "InvalidJWTToken: Token is not valid yet"
+        );
+        assert!(a.verify(&later, 1001).is_ok(), "valid from nbf on");
+        let huge = token(json!({"role": "anon", "exp": 2000, "nbf": 1e300}), "s3cret");
+        assert_eq!(a.verify(&huge, 1000), Err(AuthError::NotYetValid));
+        let text = token(
+            json!({"role": "anon", "exp": 2000, "nbf": "soon"}),
+            "s3cret",
+        );
+        assert_eq!(a.verify(&text, 1000), Err(AuthError::Malformed));
+    }
+
+    #[test]
     fn a_token_with_an_unconfigured_algorithm_is_refused() {
         // alg none / RS256 with only an HS secret configured
         let header = Header::new(Algorithm::HS512);
@@ -350,28 +346,5 @@ mod tests {
         );
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJyb2xlIjoiYW5vbiIsImV4cCI6MjAwMH0.";
         assert!(auth().verify(none, 1000).is_err());
-    }
-
-    #[test]
-    fn access_rules_substitute_claims() {
-        let rule = AccessRule {
-            topic: "family:{claims.family_id}".into(),
-            roles: vec!["authenticated".into()],
-        };
-        let claims = |role: &str, fam: Value| Claims {
-            role: role.into(),
-            sub: None,
-            exp: 0,
-            all: json!({"family_id": fam}).as_object().unwrap().clone(),
-        };
-        assert!(rule.allows("family:42", &claims("authenticated", json!(42))));
-        assert!(rule.allows("family:abc", &claims("authenticated", json!("abc"))));
-        assert!(!rule.allows("family:43", &claims("authenticated", json!(42))));
-        assert!(!rule.allows("family:42", &claims("anon", json!(42))));
-        let wild = AccessRule {
-            topic: "team:*".into(),
-            roles: vec![],
-        };
-        assert!(wild.allows("team:red", &claims("anon", json!(1))));
     }
 }

@@ -113,6 +113,9 @@ pub struct Cli {
     /// Most inbound messages per second on one connection, heartbeats excluded [default: 100].
     #[arg(long, env = "ROLLCALL_MAX_EVENTS_PER_SECOND")]
     pub max_events_per_second: Option<String>,
+    /// Most heartbeats per second on one connection; more get an error reply [default: 10].
+    #[arg(long, env = "ROLLCALL_MAX_HEARTBEATS_PER_SECOND")]
+    pub max_heartbeats_per_second: Option<String>,
     /// Most presence track/untrack calls per channel within `presence_window` [default: 30].
     #[arg(long, env = "ROLLCALL_PRESENCE_CALLS")]
     pub presence_calls: Option<String>,
@@ -226,6 +229,7 @@ struct FileConfig {
     max_connections: Option<u64>,
     max_joins_per_second: Option<u64>,
     max_events_per_second: Option<u64>,
+    max_heartbeats_per_second: Option<u64>,
     presence_calls: Option<u64>,
     presence_window: Option<String>,
     max_keys_per_topic: Option<u64>,
@@ -459,8 +463,11 @@ pub struct Limits {
     pub max_connections: usize,
     /// Joins per second on one connection.
     pub max_joins_per_second: u32,
-    /// Inbound messages per second on one connection (heartbeats excluded).
+    /// Inbound messages per second on one connection, malformed frames included (heartbeats
+    /// have their own budget).
     pub max_events_per_second: u32,
+    /// Heartbeats per second on one connection (a client sends one every 25 s).
+    pub max_heartbeats_per_second: u32,
     /// Presence calls per channel per `presence_window`.
     pub presence_calls: u32,
     /// Window of `presence_calls`.
@@ -479,6 +486,7 @@ impl Default for Limits {
             max_connections: 50_000,
             max_joins_per_second: 100,
             max_events_per_second: 100,
+            max_heartbeats_per_second: 10,
             presence_calls: 30,
             presence_window: Millis::from_secs(30),
             max_topic_bytes: 255,
@@ -786,6 +794,14 @@ impl ServerConfig {
                 dl.max_events_per_second as usize,
                 1,
             )? as u32,
+            max_heartbeats_per_second: u32::try_from(number(
+                "max_heartbeats_per_second",
+                cli.max_heartbeats_per_second,
+                file.max_heartbeats_per_second,
+                dl.max_heartbeats_per_second as usize,
+                1,
+            )?)
+            .unwrap_or(u32::MAX),
             presence_calls: number(
                 "presence_calls",
                 cli.presence_calls,

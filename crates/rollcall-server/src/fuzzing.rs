@@ -138,6 +138,7 @@ impl Harness {
         cfg.max_channels_per_connection = MAX_CHANNELS;
         cfg.limits.max_joins_per_second = 1_000_000;
         cfg.limits.max_events_per_second = 1_000_000;
+        cfg.limits.max_heartbeats_per_second = 1_000_000;
         cfg.limits.presence_calls = 1_000_000;
         let hub = Hub::new(cfg).expect("the fuzz config is valid");
         Harness {

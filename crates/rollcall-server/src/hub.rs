@@ -293,7 +293,7 @@ impl Hub {
 
     /// Converts an engine time to Unix milliseconds.
     pub fn to_unix_ms(&self, t: Millis) -> u64 {
-        self.start_unix_ms + t.0
+        self.start_unix_ms.saturating_add(t.0)
     }
 
     /// A fresh connection id.

@@ -26,7 +26,7 @@ impl RateWindow {
             self.started = now;
             self.count = 0;
         }
-        self.count += 1;
+        self.count = self.count.saturating_add(1);
         self.count <= max
     }
 }

@@ -1,6 +1,10 @@
 //! The WebSocket endpoint: upgrade, then one task per socket that reads frames into its
 //! [`Session`] and writes its outbound queue, until close, timeout, slow-consumer kill or
 //! server shutdown.
+//!
+//! Files: `ws.rs` (upgrade and the socket loop), `ws/guard.rs` (the drop guard that releases a
+//! socket's state however its task ends), `ws/rfc6455.rs` (close codes for read errors, the
+//! `Sec-WebSocket-Key` check).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,19 +13,24 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use rollcall_core::LeaveReason;
 use rollcall_phoenix::Vsn;
 use tokio::sync::watch;
-
-use axum::http::HeaderMap;
+use tokio::time::Instant;
 
 use crate::auth::{AuthError, Claims, unix_now};
 use crate::hub::{ConnCtl, Hub, KillReason, Outbox, message_len};
 use crate::metrics::Metrics;
 use crate::session::Session;
+
+mod guard;
+mod rfc6455;
+
+use guard::SocketGuard;
+use rfc6455::{ReadError, valid_websocket_key};
 
 /// Bytes tungstenite reserves per read. Presence traffic is small frames (a heartbeat is ~40
 /// bytes), and every idle connection keeps this buffer, so it is kept small: larger frames
@@ -51,6 +60,15 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let hub = state.hub.clone();
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).map(|v| v.as_bytes());
+    if !key.is_some_and(valid_websocket_key) {
+        return refuse(
+            &hub,
+            StatusCode::BAD_REQUEST,
+            "bad_handshake",
+            "Sec-WebSocket-Key must be the base64 encoding of 16 bytes (RFC 6455 section 4.1)",
+        );
+    }
     if hub.sockets.load(Ordering::Relaxed) >= hub.cfg.limits.max_connections {
         return refuse(
             &hub,
@@ -119,19 +137,32 @@ async fn run(
     if hub.engine.connect(conn, hub.now()).is_err() {
         return; // ids are unique; unreachable in practice
     }
-    hub.conns.insert(conn, ctl.clone());
-    hub.sockets.fetch_add(1, Ordering::Relaxed);
+    let session = Session::new(hub.clone(), conn, vsn, outbox, apikey);
+    let mut guard = SocketGuard::register(hub.clone(), conn, ctl, session);
     Metrics::inc(&hub.metrics.connections_total);
     tracing::debug!(conn = conn.0, ?vsn, "connected");
-    let mut session = Session::new(hub.clone(), conn, vsn, outbox, apikey);
     let join_timeout = hub.cfg.limits.join_timeout.as_duration();
-    let reason = drive(socket, &mut session, &ctl, &mut shutdown, join_timeout).await;
-    session.close(reason);
-    ctl.close();
-    hub.conns.remove(&conn);
-    hub.sockets.fetch_sub(1, Ordering::Relaxed);
-    hub.sockets_changed.notify_waiters();
-    tracing::debug!(conn = conn.0, reason = reason.as_str(), "disconnected");
+    guard.reason = drive(
+        socket,
+        &mut guard.session,
+        &guard.ctl,
+        &mut shutdown,
+        join_timeout,
+    )
+    .await;
+    // `guard` drops here and releases everything the socket held.
+}
+
+/// The longest single timer wait. Deadlines further out (a token `exp` of 1e19, a huge
+/// `join_timeout`) are capped here instead of overflowing the clock; a capped timer that fires
+/// finds nothing due and is set again.
+const MAX_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `now + wait` without overflow: the wait is capped at [`MAX_TIMER`].
+fn deadline_after(now: Instant, wait: Duration) -> Instant {
+    // A monotonic clock counts from boot: a year more cannot overflow it; `now` is a
+    // fallback that is never taken.
+    now.checked_add(wait.min(MAX_TIMER)).unwrap_or(now)
 }
 
 async fn drive(
@@ -145,11 +176,12 @@ async fn drive(
     if *shutdown.borrow() {
         return LeaveReason::Shutdown;
     }
-    let join_deadline = tokio::time::Instant::now() + join_timeout;
+    let join_deadline = deadline_after(Instant::now(), join_timeout);
     loop {
         // Token expiry of the earliest joined channel (Unix seconds → a deadline).
         let expiry = session.next_token_expiry().map(|exp| {
-            tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(unix_now()))
+            let wait = Duration::from_secs(exp.saturating_sub(unix_now()));
+            deadline_after(Instant::now(), wait)
         });
         let outcome = tokio::select! {
             biased;
@@ -161,7 +193,7 @@ async fn drive(
                 return LeaveReason::Shutdown;
             }
             _ = tokio::time::sleep_until(join_deadline), if !session.joined_once() => {
-                session.protocol_error("join timeout");
+                session.hub().metrics.error("join_timeout");
                 close(&mut sink, 1008, "no channel joined within join_timeout", 200).await;
                 return LeaveReason::Closed;
             }
@@ -185,8 +217,10 @@ async fn drive(
                     Some(Ok(Message::Close(_))) | None => return LeaveReason::Closed,
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "socket error");
-                        if session.protocol_error(&e.to_string()) {
-                            close(&mut sink, 1009, "message too big", 200).await;
+                        let verdict = ReadError::of(&e);
+                        session.hub().metrics.error(verdict.metric());
+                        if let Some((code, reason)) = verdict.close_frame() {
+                            close(&mut sink, code, reason, 200).await;
                         }
                         return LeaveReason::Closed;
                     }
@@ -250,4 +284,18 @@ async fn close(sink: &mut Sink, code: u16, reason: &'static str, wait_ms: u64) {
         reason: reason.into(),
     }));
     let _ = tokio::time::timeout(Duration::from_millis(wait_ms), sink.send(frame)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_far_in_the_future_are_capped_instead_of_overflowing() {
+        let now = Instant::now();
+        let far = deadline_after(now, Duration::from_secs(10_000_000_000_000_000_000));
+        assert_eq!(far, now + MAX_TIMER);
+        let near = deadline_after(now, Duration::from_secs(5));
+        assert_eq!(near, now + Duration::from_secs(5));
+    }
 }

@@ -77,8 +77,8 @@ pub enum FrameKind {
 /// Decodes a client text frame in the socket's serializer.
 ///
 /// vsn 1.0.0 is an object with required `topic`, `event`, `payload` and `ref` (ref may be
-/// null) and an optional `join_ref`; vsn 2.0.0 is an array of at least 5 elements
-/// `[join_ref, ref, topic, event, payload]`, extra elements ignored.
+/// null) and an optional `join_ref`; vsn 2.0.0 is an array of exactly 5 elements
+/// `[join_ref, ref, topic, event, payload]` (RT ignores extra elements; Rollcall refuses them).
 ///
 /// # Errors
 /// [`DecodeError`] naming what is wrong; RT ignores such frames and keeps the socket open.

@@ -4,12 +4,17 @@ use super::{Inbound, Payload, decode_ref, decode_string};
 use crate::json;
 use crate::{DecodeError, Field};
 
-/// Decodes a client array frame; elements past the fifth are ignored, as RT does.
+/// Decodes a client array frame of exactly 5 elements. RT (and Phoenix) silently ignore
+/// elements past the fifth; Rollcall refuses them as malformed, since no client sends them
+/// and a frame the server reads differently from its sender is a smuggling vector.
 pub(super) fn decode(text: &str) -> Result<Inbound<'_>, DecodeError> {
     if json::first_byte(text) != Some(b'[') {
         return Err(json::syntax_error_or(text, DecodeError::NotAnArray));
     }
     let (len, head) = json::array_head::<5>(text).map_err(|e| DecodeError::from_json(&e))?;
+    if len != 5 {
+        return Err(DecodeError::Arity(len));
+    }
     let [
         Some(join_ref),
         Some(msg_ref),
@@ -56,9 +61,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn extra_elements_are_ignored() {
-        let m = decode(r#"["1","2","t","e",{"a":1},"extra",[]]"#).unwrap();
-        assert_eq!(m.topic, "t");
+    fn extra_elements_are_refused() {
+        assert_eq!(
+            decode(r#"["1","2","t","e",{"a":1},"extra"]"#).unwrap_err(),
+            DecodeError::Arity(6)
+        );
+        assert_eq!(
+            decode(r#"["1","2","t","e",{"a":1},"extra",[]]"#).unwrap_err(),
+            DecodeError::Arity(7)
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use axum::extract::ws::Message;
 use rollcall_core::{ConnId, Meta, TrackError};
+use rollcall_phoenix::presence_msg::strip_server_meta_keys;
 use rollcall_phoenix::{
     Inbound, Payload, PresenceCommand, UserBroadcastBody, Vsn, encode_user_broadcast, event,
     parse_broadcast, parse_presence, reply,
@@ -9,6 +10,7 @@ use rollcall_phoenix::{
 use serde_json::value::RawValue;
 
 use super::Session;
+use crate::auth::PresenceKeySource;
 use crate::hub::{Frames, TopicSubs};
 use crate::metrics::Metrics;
 
@@ -54,7 +56,7 @@ impl Session {
                         reply::TRACK_MESSAGE_SIZE_EXCEEDED,
                     );
                 }
-                let Ok(meta) = Meta::parse(meta.get()) else {
+                let Some(meta) = client_meta(meta) else {
                     return self.error(msg, "invalid_presence", reply::PRESENCE_PAYLOAD_NOT_A_MAP);
                 };
                 match self
@@ -191,7 +193,9 @@ impl Session {
     }
 
     /// Token refresh. Supabase never replies; a bad token ends the channel with a `system`
-    /// error; `null`, `sb_…` and the current token are ignored.
+    /// error; `null`, `sb_…` and the current token are ignored. With `presence_key = sub`, a
+    /// valid token for another user is refused with a `system` error and the channel keeps
+    /// its current token (its presence key is the old `sub`; changing user needs a rejoin).
     pub(super) fn access_token(&mut self, msg: &Inbound<'_>) {
         if !self.hub.cfg.auth.enabled() {
             return;
@@ -230,9 +234,33 @@ impl Session {
                     );
                     return self.end_channel(&topic, "private_refused", &m);
                 }
+                if let Some(c) = &claims
+                    && self.hub.cfg.auth.presence_key == PresenceKeySource::Sub
+                    && c.sub.as_deref() != ch.key.as_ref().map(|k| k.as_str())
+                {
+                    return self.refuse_other_user(&topic);
+                }
                 ch.exp = claims.as_ref().map(|c| c.exp);
                 ch.token = Some(token);
             }
         }
     }
+
+    /// A refresh to another user's token while presence keys are token subs: refused, the
+    /// channel stays on its current token.
+    fn refuse_other_user(&self, topic: &str) {
+        let message = "Token refresh refused: the new token is for another user (sub); \
+                       the channel keeps its current token, rejoin to change user";
+        self.system_error(topic, "refresh_other_sub", message);
+    }
+}
+
+/// A client's meta object without the keys the server writes (`phx_ref`, `phx_ref_prev`):
+/// kept, they would be duplicated in every `presence_state` and diff. None: not an object.
+fn client_meta(raw: &RawValue) -> Option<Meta> {
+    let mut value: serde_json::Value = serde_json::from_str(raw.get()).ok()?;
+    if strip_server_meta_keys(value.as_object_mut()?) {
+        tracing::debug!("phx_ref / phx_ref_prev removed from a client meta");
+    }
+    Meta::from_value(&value).ok()
 }

@@ -54,7 +54,9 @@ pub struct Session {
     /// The socket's `apikey` token and its claims (verified on connect when auth is on).
     apikey: Option<(String, Option<Claims>)>,
     joins: RateWindow,
+    /// Every inbound message but heartbeats, malformed ones included.
     events: RateWindow,
+    heartbeats: RateWindow,
     joined_once: bool,
 }
 
@@ -78,6 +80,7 @@ impl Session {
             apikey,
             joins: RateWindow::new(),
             events: RateWindow::new(),
+            heartbeats: RateWindow::new(),
             joined_once: false,
         }
     }
@@ -107,16 +110,9 @@ impl Session {
         self.hub.engine.heartbeat(self.conn, self.hub.now());
     }
 
-    /// The WebSocket layer rejected input; returns true when it was a message over
-    /// `max_frame_bytes` (the caller closes with 1009).
-    pub fn protocol_error(&self, why: &str) -> bool {
-        let too_big = why.contains("too long") || why.contains("too big");
-        self.hub.metrics.error(if too_big {
-            "frame_too_large"
-        } else {
-            "websocket_error"
-        });
-        too_big
+    /// The shared state this session works on.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
     }
 
     /// True once any channel was joined (the join timeout no longer applies).
@@ -124,7 +120,21 @@ impl Session {
         self.joined_once
     }
 
+    /// Counts one message against `max_events_per_second`; false when over it.
+    fn allow_event(&mut self) -> bool {
+        let max = self.hub.cfg.limits.max_events_per_second;
+        let now = self.hub.now();
+        self.events
+            .allow(now, rollcall_core::Millis::from_secs(1), max)
+    }
+
     fn malformed(&mut self, why: &str) {
+        // Garbage counts against the message budget too, or it would be a free flood.
+        if !self.allow_event() {
+            self.hub.metrics.error("events_rate");
+            let body = reply::error_reason(reply::TOO_MANY_MESSAGES);
+            return self.reply(None, None, event::PHOENIX_TOPIC, reply::STATUS_ERROR, &body);
+        }
         tracing::debug!(conn = self.conn.0, why, "malformed frame");
         self.hub.metrics.error("malformed_message");
         let body = reply::error_reason(&format!("malformed message: {why}"));
@@ -174,15 +184,20 @@ impl Session {
     fn dispatch(&mut self, msg: Inbound<'_>) {
         tracing::trace!(conn = self.conn.0, topic = %msg.topic, event = %msg.event, "inbound");
         if msg.topic == event::PHOENIX_TOPIC && msg.event == event::HEARTBEAT {
+            // Heartbeats have their own, smaller budget: a client sends one every 25 s.
+            let max = self.hub.cfg.limits.max_heartbeats_per_second;
+            let now = self.hub.now();
+            if !self
+                .heartbeats
+                .allow(now, rollcall_core::Millis::from_secs(1), max)
+            {
+                let reason = reply::CLIENT_HEARTBEAT_RATE_LIMIT_REACHED;
+                return self.error(&msg, "heartbeats_rate", reason);
+            }
             Metrics::inc(&self.hub.metrics.heartbeats);
             return self.ok(&msg, reply::ok_empty());
         }
-        let limits = &self.hub.cfg.limits;
-        if !self.events.allow(
-            self.hub.now(),
-            rollcall_core::Millis::from_secs(1),
-            limits.max_events_per_second,
-        ) {
+        if !self.allow_event() {
             if self.channels.contains_key(&msg.topic) {
                 return self.end_channel(&msg.topic, "events_rate", reply::TOO_MANY_MESSAGES);
             }
@@ -235,9 +250,16 @@ impl Session {
 
     /// Ends a channel as Supabase does on a policy violation: `system` error, then `phx_close`.
     fn end_channel(&mut self, topic: &str, metric: &'static str, message: &str) {
+        if self.system_error(topic, metric, message) {
+            self.leave(topic);
+        }
+    }
+
+    /// Pushes a `system` error on a joined channel without ending it; false if not joined.
+    fn system_error(&self, topic: &str, metric: &'static str, message: &str) -> bool {
         self.hub.metrics.error(metric);
         let Some(ch) = self.channels.get(topic) else {
-            return;
+            return false;
         };
         let sub = topic.strip_prefix(event::TOPIC_PREFIX);
         let body = reply::system_message(reply::STATUS_ERROR, message, sub);
@@ -251,7 +273,7 @@ impl Session {
             &mut buf,
         );
         self.send(buf);
-        self.leave(topic);
+        true
     }
 
     /// The earliest token expiry among joined channels (Unix seconds).
@@ -267,7 +289,7 @@ impl Session {
             .filter_map(|(t, c)| c.exp.filter(|e| *e <= now).map(|e| (t.clone(), e)))
             .collect();
         for (topic, exp) in expired {
-            let msg = format!("Token has expired {} seconds ago", now - exp);
+            let msg = format!("Token has expired {} seconds ago", now.saturating_sub(exp));
             self.end_channel(&topic, "token_expired", &msg);
         }
     }
