@@ -75,6 +75,9 @@ impl Session {
                     Err(e @ TrackError::TooManyKeys { .. }) => {
                         self.error(msg, "too_many_keys", &format!("TooManyPresenceKeys: {e}"));
                     }
+                    Err(e @ TrackError::KeyTooLong { .. }) => {
+                        self.error(msg, "key_too_long", &format!("PresenceKeyTooLong: {e}"));
+                    }
                     Err(e @ TrackError::TooManyPresences { .. }) => {
                         self.error(msg, "too_many_presences", &format!("TooManyPresences: {e}"));
                     }

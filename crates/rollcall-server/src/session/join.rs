@@ -132,6 +132,14 @@ impl Session {
             Ok(k) => k,
             Err(reason) => return self.error(msg, "presence_key_mismatch", reason),
         };
+        let max_key = self.hub.cfg.core.max_key_bytes;
+        if let Some(k) = key.as_ref().filter(|k| k.as_str().len() > max_key) {
+            let reason = format!(
+                "PresenceKeyTooLong: presence key is {} bytes, the limit is {max_key}",
+                k.as_str().len()
+            );
+            return self.error(msg, "key_too_long", &reason);
+        }
         // A second join of a joined topic replaces the old channel (Phoenix closes it).
         if let Some(old) = self.channels.get(topic) {
             let mut buf = Vec::new();
