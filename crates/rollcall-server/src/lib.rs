@@ -27,23 +27,22 @@ pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod persist;
+mod server;
 pub mod session;
 pub mod ws;
-
-use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use rollcall_core::{LeaveReason, Outputs};
+use std::future::Future;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 pub use config::{Cli, ServerConfig};
 pub use hub::Hub;
+pub use server::{BuildError, Server, ServerBuilder};
 
 /// Builds the router for `hub`: the WebSocket endpoints, and the REST API behind its rate
 /// limit, body limits and (when configured) CORS.
@@ -102,7 +101,7 @@ pub fn router(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> Router {
 }
 
 /// The separate metrics address' router (`metrics_bind`): `/metrics`, open.
-fn metrics_router(hub: Arc<Hub>) -> Router {
+pub(crate) fn metrics_router(hub: Arc<Hub>) -> Router {
     Router::new()
         .route(
             "/metrics",
@@ -116,11 +115,8 @@ fn metrics_router(hub: Arc<Hub>) -> Router {
         .with_state(hub)
 }
 
-/// Serves on `listener` until `signal` resolves, then shuts down gracefully: stops
-/// accepting, sends `phx_close` on every channel, removes every presence (reason
-/// `shutdown`), flushes pending diffs and waits for sockets to drain (at most
-/// `shutdown_timeout`), then writes every pending login/logout and closes this node's
-/// open sessions in the database (reason `shutdown`).
+/// Serves on `listener` until `signal` resolves, then shuts down gracefully (see
+/// [`Server::shutdown`]). The same as `Server::from_hub(hub).run(listener, signal)`.
 ///
 /// # Errors
 /// The listener failed, or the configured database could not be opened.
@@ -129,70 +125,5 @@ pub async fn serve(
     hub: Arc<Hub>,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    persist::attach(&hub).await.map_err(std::io::Error::other)?;
-    let metrics_listener = match hub.cfg.http.metrics_bind {
-        Some(addr) => Some(TcpListener::bind(addr).await?),
-        None => None,
-    };
-    cluster::start(&hub);
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let driver = tokio::spawn(driver::run(hub.clone(), shutdown_rx.clone()));
-    let app = router(hub.clone(), shutdown_rx.clone());
-    if let Some(l) = metrics_listener {
-        tokio::spawn(listener::serve(
-            l,
-            metrics_router(hub.clone()),
-            hub.clone(),
-            shutdown_rx.clone(),
-        ));
-    }
-    let accept = tokio::spawn(listener::serve(
-        listener,
-        app,
-        hub.clone(),
-        shutdown_rx.clone(),
-    ));
-    signal.await;
-    tracing::info!("shutting down");
-    // One deadline for everything that follows: sockets, HTTP requests, the database flush.
-    let deadline = tokio::time::Instant::now() + hub.cfg.shutdown_timeout.as_duration();
-    let _ = shutdown_tx.send(true);
-    let _ = accept.await;
-    if !listener::drain(&hub, deadline).await {
-        tracing::warn!(
-            open = hub.listener.open.load(Ordering::Relaxed),
-            "shutdown deadline passed with HTTP requests still open; dropping them"
-        );
-    }
-    while hub.sockets.load(Ordering::Relaxed) > 0 {
-        let notified = hub.sockets_changed.notified();
-        if hub.sockets.load(Ordering::Relaxed) == 0 {
-            break;
-        }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
-            tracing::warn!(
-                open = hub.sockets.load(Ordering::Relaxed),
-                "shutdown deadline passed with sockets still open"
-            );
-            break;
-        }
-    }
-    // Anything left (sockets that did not drain in time) leaves now.
-    let mut out = Outputs::default();
-    let conns: Vec<_> = hub.conns.iter().map(|e| *e.key()).collect();
-    for conn in conns {
-        hub.engine
-            .close_with(conn, hub.now(), LeaveReason::Shutdown, &mut out);
-    }
-    hub.engine.flush(&mut out);
-    hub.handle_events(&mut out);
-    let _ = driver.await;
-    cluster::flush(&hub).await;
-    if let Some(p) = hub.persistence.get() {
-        // Whatever the database cannot take before the deadline stays in the spill file.
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        p.shutdown(left.max(std::time::Duration::from_millis(200)))
-            .await;
-    }
-    Ok(())
+    Server::from_hub(hub).run(listener, signal).await
 }
