@@ -220,12 +220,12 @@ impl Cluster {
         }
     }
 
-    /// Records a local diff and queues it for Redis. Call from the engine's diff sink (under
-    /// the topic lock, so a topic's diffs are queued in order). Never blocks.
-    pub fn publish_diff(&self, d: &TopicDiff) {
-        let mut payload = Vec::with_capacity(128);
-        d.diff.write_json(&mut payload);
-        let payload = String::from_utf8(payload).unwrap_or_else(|_| "{}".into());
+    /// Records a local diff and queues it for Redis; `payload` is the diff as the server
+    /// already rendered it for its own subscribers (rendered once, not again here). Call from
+    /// the engine's diff sink (under the topic lock, so a topic's diffs are queued in order).
+    /// Never blocks.
+    pub fn publish_diff(&self, d: &TopicDiff, payload: &str) {
+        let payload = payload.to_string();
         let topic = d.topic.as_str();
         let mut m = lock(&self.mirror);
         let entry = m.topics.entry(topic.to_string()).or_default();

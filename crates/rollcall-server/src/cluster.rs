@@ -11,12 +11,10 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rollcall_core::{KeyStatus, Millis, Status, Topic};
-use rollcall_phoenix::{encode_broadcast, event};
 use rollcall_redis::{Cluster, ClusterConfig, StatusEntry};
 
 use crate::config::{ConfigError, ServerConfig, parse_duration};
-use crate::hub::{Frames, Hub};
-use crate::metrics::Metrics;
+use crate::hub::Hub;
 
 /// Cluster settings (see `--redis-url`, `--redis-prefix`, `--node-timeout`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,21 +158,16 @@ impl Hub {
 }
 
 /// Sends an already-encoded payload from another node to this node's subscribers of
-/// `topic` (never re-published). One encoding per serializer.
+/// `topic` (never re-published), through the hub's one fan-out path.
 pub fn fan_out_local(hub: &Hub, topic: &str, event_name: &str, payload: &str) {
-    let Some(entry) = hub.registry.get(topic) else {
-        return;
-    };
-    let is_diff = event_name == event::PRESENCE_DIFF;
-    let mut frames = Frames::default();
-    for sub in &entry.subs {
-        let msg = frames.get(sub.vsn, |vsn, out| {
-            encode_broadcast(vsn, &entry.external, event_name, payload, out)
-        });
-        if sub.outbox.send(msg, &hub.metrics) && is_diff {
-            Metrics::inc(&hub.metrics.diffs_sent);
-        }
-    }
+    crate::hub::deliver(
+        &hub.registry,
+        &hub.metrics,
+        topic,
+        event_name,
+        payload,
+        None,
+    );
 }
 
 /// The HTTP channel state: local presences plus the other nodes' (from the view, or read from

@@ -257,10 +257,7 @@ impl Hub {
         let engine = Engine::with_diff_sink(
             cfg.core.clone(),
             Box::new(move |d: &TopicDiff| {
-                fan_out_diff(&sink_registry, &sink_metrics, d);
-                if let Some(c) = &sink_cluster {
-                    c.publish_diff(d);
-                }
+                fan_out_diff(&sink_registry, &sink_metrics, sink_cluster.as_deref(), d);
             }),
         )?;
         let start_unix_ms = std::time::SystemTime::now()
@@ -347,19 +344,14 @@ impl Hub {
         if let Some(c) = &self.cluster {
             c.publish_broadcast(internal_topic, event_name, payload_json);
         }
-        let Some(entry) = self.registry.get(internal_topic) else {
-            return;
-        };
-        let mut frames = Frames::default();
-        for sub in &entry.subs {
-            if skip.is_some_and(|(c, jr)| c == sub.conn && *sub.join_ref == *jr) {
-                continue;
-            }
-            let msg = frames.get(sub.vsn, |vsn, out| {
-                encode_broadcast(vsn, &entry.external, event_name, payload_json, out)
-            });
-            sub.outbox.send(msg, &self.metrics);
-        }
+        deliver(
+            &self.registry,
+            &self.metrics,
+            internal_topic,
+            event_name,
+            payload_json,
+            skip,
+        );
     }
 }
 
@@ -395,20 +387,61 @@ pub fn text_message(buf: Vec<u8>) -> Message {
     }
 }
 
-fn fan_out_diff(registry: &Registry, metrics: &Metrics, d: &TopicDiff) {
-    let Some(entry) = registry.get(d.topic.as_str()) else {
-        return;
+/// The one local fan-out path: sends `payload_json` as `event_name` to every channel of
+/// `internal_topic` (except `skip`, a sender with `broadcast.self` false), encoded once per
+/// serializer and shared by every recipient. Returns how many channels it reached. Local
+/// diffs, broadcasts (socket and REST) and messages from other nodes all come through here.
+pub fn deliver(
+    registry: &Registry,
+    metrics: &Metrics,
+    internal_topic: &str,
+    event_name: &str,
+    payload_json: &str,
+    skip: Option<(ConnId, &str)>,
+) -> usize {
+    let Some(entry) = registry.get(internal_topic) else {
+        return 0;
     };
+    let is_diff = event_name == event::PRESENCE_DIFF;
+    let mut frames = Frames::default();
+    let mut reached = 0;
+    for sub in &entry.subs {
+        if skip.is_some_and(|(c, jr)| c == sub.conn && *sub.join_ref == *jr) {
+            continue;
+        }
+        let msg = frames.get(sub.vsn, |vsn, out| {
+            encode_broadcast(vsn, &entry.external, event_name, payload_json, out)
+        });
+        if sub.outbox.send(msg, metrics) {
+            reached += 1;
+            if is_diff {
+                Metrics::inc(&metrics.diffs_sent);
+            }
+        }
+    }
+    reached
+}
+
+/// A diff from the engine's sink: rendered once, then to local subscribers and (in cluster
+/// mode) to the other nodes, in the order the engine produced it.
+fn fan_out_diff(
+    registry: &Registry,
+    metrics: &Metrics,
+    cluster: Option<&rollcall_redis::Cluster>,
+    d: &TopicDiff,
+) {
     let mut payload = Vec::with_capacity(128);
     d.diff.write_json(&mut payload);
     let payload = std::str::from_utf8(&payload).unwrap_or("{}");
-    let mut frames = Frames::default();
-    for sub in &entry.subs {
-        let msg = frames.get(sub.vsn, |vsn, out| {
-            encode_broadcast(vsn, &entry.external, event::PRESENCE_DIFF, payload, out)
-        });
-        if sub.outbox.send(msg, metrics) {
-            Metrics::inc(&metrics.diffs_sent);
-        }
+    deliver(
+        registry,
+        metrics,
+        d.topic.as_str(),
+        event::PRESENCE_DIFF,
+        payload,
+        None,
+    );
+    if let Some(c) = cluster {
+        c.publish_diff(d, payload);
     }
 }
