@@ -76,7 +76,19 @@ pub struct Claims {
 }
 
 /// Where the presence key comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum PresenceKeySource {
     /// The join's `config.presence.key` (Supabase's behaviour).
     #[default]

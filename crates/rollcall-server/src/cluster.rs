@@ -13,69 +13,8 @@ use std::time::Duration;
 use rollcall_core::{KeyStatus, Millis, Status, Topic};
 use rollcall_redis::{Cluster, ClusterConfig, StatusEntry};
 
-use crate::config::{ConfigError, ServerConfig, parse_duration};
+use crate::config::ServerConfig;
 use crate::hub::Hub;
-
-/// Cluster settings (see `--redis-url`, `--redis-prefix`, `--node-timeout`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisSettings {
-    /// The Redis URL.
-    pub url: String,
-    /// Key and channel prefix [default: `rc`].
-    pub prefix: String,
-    /// A node silent this long is dead [default: 15 s, at least 400 ms].
-    pub node_timeout: Millis,
-}
-
-/// Validates the cluster flags; `None` without a URL.
-///
-/// # Errors
-/// A bad URL, prefix or timeout, naming its key.
-pub fn settings(
-    url: Option<String>,
-    prefix: Option<String>,
-    node_timeout: Option<String>,
-) -> Result<Option<RedisSettings>, ConfigError> {
-    let Some(url) = url.filter(|u| !u.is_empty()) else {
-        return Ok(None);
-    };
-    let node_timeout = match node_timeout {
-        None => Millis::from_secs(15),
-        Some(s) => match parse_duration(&s) {
-            Some(m) if m >= Millis(400) => m,
-            _ => {
-                return Err(ConfigError::Invalid {
-                    key: "node_timeout",
-                    value: s,
-                    allowed: "a duration of at least 400ms, such as 15s",
-                });
-            }
-        },
-    };
-    let prefix = prefix.unwrap_or_else(|| "rc".to_string());
-    let mut probe = ClusterConfig::new(&url, "probe");
-    probe.prefix = prefix.clone();
-    if let Err(e) = Cluster::new(probe) {
-        let (key, value) = match e {
-            rollcall_redis::ClusterError::InvalidPrefix(p) => ("redis_prefix", p),
-            _ => ("redis_url", url),
-        };
-        return Err(ConfigError::Invalid {
-            key,
-            value,
-            allowed: if key == "redis_url" {
-                "a URL such as redis://127.0.0.1:6379"
-            } else {
-                "1 to 64 characters without braces"
-            },
-        });
-    }
-    Ok(Some(RedisSettings {
-        url,
-        prefix,
-        node_timeout,
-    }))
-}
 
 /// Builds the adapter for `cfg` (not started yet); `None` in single-node mode.
 pub fn build(cfg: &ServerConfig) -> Option<Arc<Cluster>> {

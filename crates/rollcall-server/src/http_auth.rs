@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthError, Claims, unix_now};
 use crate::http::ApiError;
@@ -32,8 +32,9 @@ pub enum Caller {
 pub const SERVICE_ROLE: &str = "service_role";
 
 /// Who may read the status of arbitrary keys over HTTP (`status_read`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum StatusRead {
     /// Any valid token (Supabase's model: presence of a public channel is visible to every
     /// member, and a contact list needs the status of other users).
@@ -44,8 +45,9 @@ pub enum StatusRead {
 }
 
 /// Who may scrape `GET /metrics` on the main address (`metrics_auth`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum MetricsAuth {
     /// Anyone who can reach the address (the Prometheus convention).
     #[default]

@@ -4,7 +4,7 @@
 //! `@supabase/realtime-js` clients use for presence and broadcast, an HTTP API (batch status,
 //! channel state, REST broadcast), Prometheus metrics, health and a live demo page.
 //!
-//! Layout: `config.rs` (flags, env, TOML), `hub.rs` (shared state, per-connection queues and
+//! Layout: `config/` (one settings schema for flags, env, TOML), `hub.rs` (shared state, per-connection queues and
 //! fan-out), `ws.rs` (the socket task), `session/` (per-socket protocol state: dispatch, join,
 //! events), `auth.rs` (JWT and access rules), `limits.rs` (rate windows), `http.rs` (REST),
 //! `driver.rs` (timers), `metrics.rs`, `persist.rs` (the SQL adapter's wiring), `cluster.rs`
@@ -40,7 +40,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
-pub use config::{Cli, ServerConfig};
+pub use config::{ServerConfig, Settings};
 pub use hub::Hub;
 pub use server::{BuildError, Server, ServerBuilder};
 

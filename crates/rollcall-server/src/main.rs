@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use rollcall_server::config::LogFormat;
-use rollcall_server::{Cli, Hub, ServerConfig};
+use rollcall_server::{Hub, ServerConfig, Settings};
 
 fn main() -> ExitCode {
-    let cfg = match ServerConfig::from_cli(Cli::parse()) {
+    let cfg = match ServerConfig::from_settings(Settings::parse()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("rollcall: {e}");

@@ -283,18 +283,18 @@ async fn status_and_history_come_from_the_database_after_a_restart() {
 
 #[tokio::test]
 async fn database_url_none_disables_persistence() {
-    let cli = rollcall_server::Cli {
+    let cli = rollcall_server::Settings {
         database_url: Some("none".into()),
         ..Default::default()
     };
-    assert_eq!(ServerConfig::from_cli(cli).unwrap().database_url, None);
-    let d = ServerConfig::from_cli(rollcall_server::Cli::default()).unwrap();
+    assert_eq!(ServerConfig::from_settings(cli).unwrap().database_url, None);
+    let d = ServerConfig::from_settings(rollcall_server::Settings::default()).unwrap();
     assert_eq!(d.database_url.as_deref(), Some("sqlite://rollcall.db"));
-    let cli = rollcall_server::Cli {
+    let cli = rollcall_server::Settings {
         database_url: Some("mysql://x".into()),
         ..Default::default()
     };
-    let e = ServerConfig::from_cli(cli).unwrap_err().to_string();
+    let e = ServerConfig::from_settings(cli).unwrap_err().to_string();
     assert!(e.contains("database_url"), "{e}");
     let server = support::start(support::fast_config(5_000, 3)).await;
     let (status, body) = http(
