@@ -24,7 +24,7 @@ async fn main() {
     let entries: Vec<StatusEntry> = (0..keys)
         .map(|i| StatusEntry {
             key: format!("user-{i}"),
-            status: "online",
+            status: rollcall_core::Status::Online,
             last_seen_ms: 1,
             connections: 1,
         })

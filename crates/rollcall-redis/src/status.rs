@@ -4,6 +4,8 @@
 //! the TTL on every write: it disappears once no node refreshes it. Writes and reads are one
 //! pipeline per call, whatever the number of keys.
 
+use rollcall_core::Status;
+
 use crate::cluster::{Cluster, unix_ms};
 use crate::error::RedisOpError;
 use crate::metrics::ClusterMetrics;
@@ -13,8 +15,8 @@ use crate::metrics::ClusterMetrics;
 pub struct StatusEntry {
     /// The key.
     pub key: String,
-    /// `online` or `idle`.
-    pub status: &'static str,
+    /// [`Status::Online`] or [`Status::Idle`] (an offline key has no entry).
+    pub status: Status,
     /// Last activity, Unix milliseconds.
     pub last_seen_ms: u64,
     /// Connections holding the key on this node.
@@ -24,8 +26,8 @@ pub struct StatusEntry {
 /// The other nodes' combined view of one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteStatus {
-    /// `online` if any node says so, else `idle`.
-    pub status: &'static str,
+    /// Online if any node says so, else idle.
+    pub status: Status,
     /// The latest activity any node reports, Unix milliseconds.
     pub last_seen_ms: u64,
     /// Connections on the other nodes together.
@@ -53,7 +55,9 @@ impl Cluster {
             let key = self.keys.status(&e.key);
             let value = format!(
                 "{deadline}|{}|{}|{}",
-                e.status, e.last_seen_ms, e.connections
+                e.status.as_str(),
+                e.last_seen_ms,
+                e.connections
             );
             pipe.cmd("HSET").arg(&key).arg(me).arg(value).ignore();
             pipe.cmd("PEXPIRE").arg(&key).arg(ttl).ignore();
@@ -119,14 +123,18 @@ fn combine(fields: &[(String, String)], me: &str, now: u64) -> Option<RemoteStat
         if deadline <= now {
             continue;
         }
-        let status = if status == "online" { "online" } else { "idle" };
+        let status = if status == "online" {
+            Status::Online
+        } else {
+            Status::Idle
+        };
         let o = out.get_or_insert(RemoteStatus {
             status,
             last_seen_ms: 0,
             connections: 0,
         });
-        if status == "online" {
-            o.status = "online";
+        if status == Status::Online {
+            o.status = Status::Online;
         }
         o.last_seen_ms = o.last_seen_ms.max(seen);
         o.connections += conns;
@@ -150,7 +158,7 @@ mod tests {
         assert_eq!(
             combine(&fields, "me", 1000),
             Some(RemoteStatus {
-                status: "online",
+                status: Status::Online,
                 last_seen_ms: 20,
                 connections: 3
             })

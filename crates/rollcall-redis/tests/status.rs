@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use rollcall_core::Status;
 use rollcall_redis::{Cluster, ClusterConfig, StatusEntry};
 use rollcall_testkit::{service_url, unique_name};
 
@@ -27,7 +28,11 @@ async fn a_batch_status_query_over_10k_keys_takes_one_round_trip() {
         .enumerate()
         .map(|(i, k)| StatusEntry {
             key: k.clone(),
-            status: if i % 2 == 0 { "online" } else { "idle" },
+            status: if i % 2 == 0 {
+                Status::Online
+            } else {
+                Status::Idle
+            },
             last_seen_ms: 1_000 + i as u64,
             connections: 1,
         })
@@ -43,8 +48,8 @@ async fn a_batch_status_query_over_10k_keys_takes_one_round_trip() {
         1
     );
     assert_eq!(got.len(), 10_001);
-    assert_eq!(got[0].as_ref().unwrap().status, "online");
-    assert_eq!(got[1].as_ref().unwrap().status, "idle");
+    assert_eq!(got[0].as_ref().unwrap().status, Status::Online);
+    assert_eq!(got[1].as_ref().unwrap().status, Status::Idle);
     assert_eq!(got[9_999].as_ref().unwrap().last_seen_ms, 10_999);
     assert!(got[10_000].is_none());
     // b's own entries are not counted: its engine answers for them

@@ -202,7 +202,7 @@ pub async fn status(
         other => ApiError::new(StatusCode::BAD_REQUEST, other.to_string()),
     })?;
     // Cluster mode: what the other nodes hold, in one pipelined round trip.
-    let statuses = crate::cluster::merge_statuses(&hub, statuses).await;
+    let statuses = hub.bus.merge_statuses(&hub, statuses).await;
     // Offline keys this run has forgotten (or never saw): one database query for all of them.
     let unknown: Vec<String> = statuses
         .iter()
@@ -276,8 +276,7 @@ pub async fn channel_presence(
         )?;
     }
     let topic = topic_for(&topic, q.private);
-    let mut out = Vec::with_capacity(256);
-    crate::cluster::write_channel_state(&hub, &topic, &mut out).await;
+    let out = hub.bus.channel_state(&hub, topic.as_str()).await;
     Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
 }
 
@@ -535,7 +534,7 @@ pub fn render_metrics(hub: &Hub) -> Response {
     if let Some(p) = hub.persistence.get() {
         p.metrics().render(&mut text);
     }
-    crate::cluster::render_metrics(hub, &mut text);
+    hub.bus.render_metrics(&mut text);
     crate::listener::render_metrics(hub, &mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
@@ -570,7 +569,7 @@ pub async fn healthz() -> axum::Json<HealthBody> {
 pub async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
     let mut checks = BTreeMap::new();
     checks.insert("database", database_readiness(&hub));
-    checks.insert("redis", crate::cluster::readiness(&hub).await);
+    checks.insert("redis", hub.bus.readiness().await.as_str());
     let ready = checks.values().all(|v| *v != "down");
     let body = HealthBody {
         status: if ready { "ok" } else { "unavailable" },

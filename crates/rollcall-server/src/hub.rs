@@ -223,8 +223,8 @@ pub struct Hub {
     pub sockets_changed: Notify,
     /// Login/logout persistence, set once by `serve` when a database is configured.
     pub persistence: std::sync::OnceLock<rollcall_sql::Persistence>,
-    /// The Redis adapter in cluster mode (see `cluster.rs`); `None` for a single node.
-    pub cluster: Option<Arc<rollcall_redis::Cluster>>,
+    /// The other nodes (see `bus/`): a single node's [`crate::bus::LocalBus`] or Redis.
+    pub bus: Arc<dyn crate::bus::Bus>,
     /// The accept loop's counters (open non-upgraded HTTP connections, refusals).
     pub listener: crate::listener::ListenerStats,
     /// Per-address REST request counters.
@@ -252,12 +252,12 @@ impl Hub {
         let metrics = Arc::new(Metrics::default());
         let sink_registry = registry.clone();
         let sink_metrics = metrics.clone();
-        let cluster = crate::cluster::build(&cfg);
-        let sink_cluster = cluster.clone();
+        let bus = crate::bus::build(&cfg);
+        let sink_bus = bus.clone();
         let engine = Engine::with_diff_sink(
             cfg.core.clone(),
             Box::new(move |d: &TopicDiff| {
-                fan_out_diff(&sink_registry, &sink_metrics, sink_cluster.as_deref(), d);
+                fan_out_diff(&sink_registry, &sink_metrics, &*sink_bus, d);
             }),
         )?;
         let start_unix_ms = std::time::SystemTime::now()
@@ -274,7 +274,7 @@ impl Hub {
             sockets: AtomicUsize::new(0),
             sockets_changed: Notify::new(),
             persistence: std::sync::OnceLock::new(),
-            cluster,
+            bus,
             listener: crate::listener::ListenerStats::default(),
             http_rate: crate::http_limits::HttpRate::default(),
             start: Instant::now(),
@@ -341,9 +341,8 @@ impl Hub {
         payload_json: &str,
         skip: Option<(ConnId, &str)>,
     ) {
-        if let Some(c) = &self.cluster {
-            c.publish_broadcast(internal_topic, event_name, payload_json);
-        }
+        self.bus
+            .publish_broadcast(internal_topic, event_name, payload_json);
         deliver(
             &self.registry,
             &self.metrics,
@@ -424,12 +423,7 @@ pub fn deliver(
 
 /// A diff from the engine's sink: rendered once, then to local subscribers and (in cluster
 /// mode) to the other nodes, in the order the engine produced it.
-fn fan_out_diff(
-    registry: &Registry,
-    metrics: &Metrics,
-    cluster: Option<&rollcall_redis::Cluster>,
-    d: &TopicDiff,
-) {
+fn fan_out_diff(registry: &Registry, metrics: &Metrics, bus: &dyn crate::bus::Bus, d: &TopicDiff) {
     let mut payload = Vec::with_capacity(128);
     d.diff.write_json(&mut payload);
     let payload = std::str::from_utf8(&payload).unwrap_or("{}");
@@ -441,7 +435,5 @@ fn fan_out_diff(
         payload,
         None,
     );
-    if let Some(c) = cluster {
-        c.publish_diff(d, payload);
-    }
+    bus.publish_diff(d, payload);
 }

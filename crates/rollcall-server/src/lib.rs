@@ -13,7 +13,7 @@
 //! on it.
 
 pub mod auth;
-pub mod cluster;
+pub mod bus;
 pub mod config;
 pub mod driver;
 #[doc(hidden)]

@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
 use crate::hub::Hub;
-use crate::{cluster, driver, listener, persist};
+use crate::{driver, listener, persist};
 
 /// Why a server could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +109,7 @@ impl Server {
         persist::attach(&self.hub)
             .await
             .map_err(std::io::Error::other)?;
-        cluster::start(&self.hub);
+        self.hub.bus.start(Arc::downgrade(&self.hub));
         *driver = Some(tokio::spawn(driver::run(
             self.hub.clone(),
             self.stop_rx.clone(),
@@ -211,7 +211,7 @@ impl Server {
         if let Some(driver) = self.driver.lock().await.take() {
             let _ = driver.await;
         }
-        cluster::flush(hub).await;
+        hub.bus.flush().await;
         if let Some(p) = hub.persistence.get() {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             p.shutdown(left.max(std::time::Duration::from_millis(200)))

@@ -171,7 +171,7 @@ impl Session {
                 vsn: self.vsn,
                 outbox: self.outbox.clone(),
             });
-        self.hub.cluster_subscribe(&internal);
+        self.hub.bus.subscribe(internal.as_str());
         self.channels.insert(
             topic.to_string(),
             Channel {
@@ -192,7 +192,9 @@ impl Session {
         self.ok(msg, r#"{"postgres_changes":[]}"#);
         if cfg.presence_enabled {
             let mut state = Vec::with_capacity(256);
-            self.hub.write_presence_state(&internal, &mut state);
+            self.hub
+                .bus
+                .write_presence_state(&self.hub, internal.as_str(), &mut state);
             let state = std::str::from_utf8(&state).unwrap_or("{}");
             let mut buf = Vec::with_capacity(state.len() + 64);
             encode_push(

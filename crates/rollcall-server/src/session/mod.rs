@@ -329,7 +329,7 @@ fn unsubscribe(hub: &Hub, internal: &Topic, conn: ConnId, join_ref: &str) {
         None => 0,
     };
     // After the registry guard is gone: remote deliveries take the view lock, then the registry.
-    hub.cluster_unsubscribe(internal, removed);
+    hub.bus.unsubscribe(internal.as_str(), removed);
     hub.registry
         .remove_if(internal.as_str(), |_, e| e.subs.is_empty());
 }

@@ -1,0 +1,227 @@
+//! Several nodes sharing presence through Redis: the wiring between the hub and
+//! `rollcall-redis`. Local diffs go to Redis from the engine's diff sink, channel joins
+//! subscribe the node to a topic's remote view, `presence_state` merges that view, remote
+//! diffs and broadcasts reach local subscribers through `hub::deliver`, a periodic flush keeps
+//! the volatile status of keys with local presences in Redis, and the batch status query adds
+//! what the other nodes report.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use rollcall_core::{KeyStatus, Millis, Status, TopicDiff};
+use rollcall_redis::{Cluster, ClusterConfig, ClusterError, StatusEntry};
+
+use super::{Bus, BusFuture, Readiness};
+use crate::config::{RedisSettings, ServerConfig};
+use crate::hub::Hub;
+
+/// The Redis backend: one [`Cluster`] handle.
+#[derive(Debug)]
+pub struct RedisBus {
+    cluster: Arc<Cluster>,
+}
+
+impl RedisBus {
+    /// Builds the adapter for `cfg` (not started yet).
+    ///
+    /// # Errors
+    /// The URL or prefix is refused by the Redis client.
+    pub fn new(cfg: &ServerConfig, s: &RedisSettings) -> Result<RedisBus, ClusterError> {
+        let mut c = ClusterConfig::new(&s.url, &cfg.node_id);
+        c.prefix = s.prefix.clone();
+        c.node_timeout = s.node_timeout.as_duration();
+        let ttl = cfg.core.heartbeat_interval.0 * u64::from(cfg.core.missed_heartbeats);
+        c.status_ttl = Duration::from_millis(ttl.max(1000));
+        Ok(RedisBus {
+            cluster: Cluster::new(c)?,
+        })
+    }
+}
+
+impl Bus for RedisBus {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn start(&self, hub: Weak<Hub>) {
+        let inbound = hub.clone();
+        self.cluster.start(Box::new(move |topic, event, payload| {
+            if let Some(hub) = inbound.upgrade() {
+                crate::hub::deliver(&hub.registry, &hub.metrics, topic, event, payload, None);
+            }
+        }));
+        tokio::spawn(status_flush(hub, self.cluster.clone()));
+        tracing::info!(
+            node = self.cluster.node_id(),
+            "cluster mode: sharing presence through redis"
+        );
+    }
+
+    fn publish_diff(&self, diff: &TopicDiff, payload: &str) {
+        self.cluster.publish_diff(diff, payload);
+    }
+
+    fn publish_broadcast(&self, topic: &str, event: &str, payload: &str) {
+        self.cluster.publish_broadcast(topic, event, payload);
+    }
+
+    fn subscribe(&self, topic: &str) {
+        self.cluster.subscribe(topic);
+    }
+
+    fn unsubscribe(&self, topic: &str, n: usize) {
+        for _ in 0..n {
+            self.cluster.unsubscribe(topic);
+        }
+    }
+
+    fn write_presence_state(&self, hub: &Hub, topic: &str, out: &mut Vec<u8>) {
+        self.cluster
+            .write_state_json(topic, &hub.engine.list(topic), out);
+    }
+
+    fn channel_state<'a>(&'a self, hub: &'a Hub, topic: &'a str) -> BusFuture<'a, Vec<u8>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(256);
+            let local = hub.engine.list(topic);
+            if self.cluster.has_view(topic) {
+                self.cluster.write_state_json(topic, &local, &mut out);
+                return out;
+            }
+            let remote = self
+                .cluster
+                .remote_presences(topic)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "channel state without other nodes: redis unreachable");
+                    Vec::new()
+                });
+            rollcall_redis::write_state_with(&local, &remote, &mut out);
+            out
+        })
+    }
+
+    fn merge_statuses<'a>(
+        &'a self,
+        hub: &'a Hub,
+        statuses: Vec<KeyStatus>,
+    ) -> BusFuture<'a, Vec<KeyStatus>> {
+        Box::pin(merge_statuses(hub, &self.cluster, statuses))
+    }
+
+    fn readiness(&self) -> BusFuture<'_, Readiness> {
+        Box::pin(async move {
+            if self.cluster.ping(Duration::from_secs(1)).await {
+                Readiness::Ok
+            } else {
+                Readiness::Down
+            }
+        })
+    }
+
+    fn flush(&self) -> BusFuture<'_, ()> {
+        Box::pin(self.cluster.leave(Duration::from_secs(2)))
+    }
+
+    fn render_metrics(&self, text: &mut String) {
+        let (topics, presences) = self.cluster.view_counts();
+        self.cluster.metrics.render(
+            text,
+            &[
+                ("view_topics", "Topics with a remote view.", topics as u64),
+                (
+                    "view_presences",
+                    "Presences of other nodes in remote views.",
+                    presences as u64,
+                ),
+            ],
+        );
+    }
+}
+
+/// Adds the other nodes' view of each key to the local statuses (one Redis round trip).
+/// Redis unreachable: the local answer stands.
+async fn merge_statuses(
+    hub: &Hub,
+    cluster: &Cluster,
+    mut statuses: Vec<KeyStatus>,
+) -> Vec<KeyStatus> {
+    let keys: Vec<&str> = statuses.iter().map(|s| s.key.as_str()).collect();
+    let remote = match cluster.statuses(&keys).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "batch status without other nodes: redis unreachable");
+            return statuses;
+        }
+    };
+    let start_unix = hub.to_unix_ms(Millis::ZERO);
+    for (s, r) in statuses.iter_mut().zip(remote) {
+        let Some(r) = r else { continue };
+        s.status = match (s.status, r.status) {
+            (Status::Online, _) | (_, Status::Online) => Status::Online,
+            _ => Status::Idle,
+        };
+        s.connections += r.connections as usize;
+        let seen = Millis(r.last_seen_ms.saturating_sub(start_unix));
+        s.last_seen = Some(if s.status == Status::Online {
+            hub.now()
+        } else {
+            s.last_seen.map_or(seen, |l| l.max(seen))
+        });
+    }
+    statuses
+}
+
+/// Every half heartbeat interval, writes the status of each key with local presences (one
+/// pipeline per 10,000 keys) and removes this node's entries of keys that left.
+async fn status_flush(hub: Weak<Hub>, cluster: Arc<Cluster>) {
+    let period = match hub.upgrade() {
+        Some(h) => Duration::from_millis((h.cfg.core.heartbeat_interval.0 / 2).max(100)),
+        None => return,
+    };
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut written: HashSet<String> = HashSet::new();
+    loop {
+        interval.tick().await;
+        let Some(hub) = hub.upgrade() else { return };
+        let keys = cluster.local_keys();
+        let entries = local_entries(&hub, &keys);
+        let gone: Vec<String> = written.difference(&keys).cloned().collect();
+        drop(hub);
+        let mut ok = true;
+        for chunk in entries.chunks(10_000) {
+            ok &= cluster.write_statuses(chunk, &[]).await.is_ok();
+        }
+        for chunk in gone.chunks(10_000) {
+            ok &= cluster.write_statuses(&[], chunk).await.is_ok();
+        }
+        if ok {
+            written = keys;
+        }
+    }
+}
+
+fn local_entries(hub: &Hub, keys: &HashSet<String>) -> Vec<StatusEntry> {
+    let keys: Vec<rollcall_core::Key> = keys.iter().map(|k| rollcall_core::Key::new(k)).collect();
+    let now = hub.now();
+    let mut out = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(hub.cfg.core.max_batch_keys.max(1)) {
+        let Ok(statuses) = hub.engine.statuses(chunk, now) else {
+            continue;
+        };
+        for s in statuses {
+            if s.status == Status::Offline {
+                continue;
+            }
+            out.push(StatusEntry {
+                key: s.key.to_string(),
+                status: s.status,
+                last_seen_ms: hub.to_unix_ms(s.last_seen.unwrap_or(now)),
+                connections: s.connections as u32,
+            });
+        }
+    }
+    out
+}
