@@ -229,6 +229,8 @@ pub struct Hub {
     pub listener: crate::listener::ListenerStats,
     /// Per-address REST request counters.
     pub http_rate: crate::http_limits::HttpRate,
+    /// Where the engine's watch events go (the status topic's watchers).
+    pub watches: crate::watches::WatchRoutes,
     start: Instant,
     start_unix_ms: u64,
     next_conn: std::sync::atomic::AtomicU64,
@@ -277,6 +279,7 @@ impl Hub {
             cluster,
             listener: crate::listener::ListenerStats::default(),
             http_rate: crate::http_limits::HttpRate::default(),
+            watches: crate::watches::WatchRoutes::default(),
             start: Instant::now(),
             start_unix_ms,
             next_conn: std::sync::atomic::AtomicU64::new(1),
@@ -322,7 +325,16 @@ impl Hub {
                 StatusEvent::Active { key, .. } => tracing::info!(key = %key, "active"),
             }
         }
-        out.watch.clear();
+        if !out.watch.is_empty() {
+            let now = self.now();
+            self.watches.deliver(
+                &self.engine,
+                &mut out.watch,
+                now,
+                |t| self.to_unix_ms(t),
+                &self.metrics,
+            );
+        }
         for conn in out.expired.drain(..) {
             Metrics::inc(&self.metrics.timeouts);
             if let Some(ctl) = self.conns.get(&conn) {

@@ -29,6 +29,7 @@ pub mod openapi;
 pub mod persist;
 mod server;
 pub mod session;
+pub mod watches;
 pub mod ws;
 
 use axum::Router;

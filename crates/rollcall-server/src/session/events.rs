@@ -243,6 +243,11 @@ impl Session {
                 {
                     return self.refuse_other_user(&topic);
                 }
+                if topic == super::STATUS_TOPIC && !self.may_read_statuses(claims.as_ref()) {
+                    let m = "status_read = service_role: the new token may not watch statuses";
+                    return self.end_channel(&topic, "status_read_refused", m);
+                }
+                let ch = self.channels.get_mut(&topic).expect("checked above");
                 ch.exp = claims.as_ref().map(|c| c.exp);
                 ch.token = Some(token);
             }

@@ -116,6 +116,9 @@ impl Session {
             Ok(c) => c,
             Err(e) => return self.error(msg, "auth_refused", &e.to_string()),
         };
+        if topic == super::STATUS_TOPIC {
+            return self.join_status(msg, claims, token);
+        }
         if cfg.private {
             let allowed = match &claims {
                 Some(c) => self.hub.cfg.auth.may_join_private(sub, c),

@@ -10,11 +10,12 @@
 mod channels;
 mod events;
 mod join;
+mod watch;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use rollcall_core::{ConnId, Key, LeaveReason, Outputs, Topic};
+use rollcall_core::{ConnId, Key, LeaveReason, Outputs, Topic, WatchId};
 use rollcall_phoenix::{
     Inbound, Vsn, decode_binary, decode_text, encode_close, encode_push, encode_reply, event, reply,
 };
@@ -25,6 +26,7 @@ use crate::limits::RateWindow;
 use crate::metrics::Metrics;
 
 pub use join::topic_for;
+pub use watch::{MAX_WATCHED_KEYS, STATUS_TOPIC};
 
 /// A joined channel.
 #[derive(Debug)]
@@ -58,6 +60,8 @@ pub struct Session {
     events: RateWindow,
     heartbeats: RateWindow,
     joined_once: bool,
+    /// Keys watched on the status topic, each with its engine watch set.
+    watching: Vec<(Key, WatchId)>,
 }
 
 impl Session {
@@ -82,6 +86,7 @@ impl Session {
             events: RateWindow::new(),
             heartbeats: RateWindow::new(),
             joined_once: false,
+            watching: Vec::new(),
         }
     }
 
@@ -218,6 +223,9 @@ impl Session {
             _ if !self.channels.contains_key(&msg.topic) => {
                 self.error(&msg, "unmatched_topic", reply::UNMATCHED_TOPIC);
             }
+            _ if msg.topic == STATUS_TOPIC && msg.event != event::ACCESS_TOKEN => {
+                self.status_event(&msg);
+            }
             event::PRESENCE => self.presence(&msg),
             event::BROADCAST => self.broadcast(&msg),
             event::ACCESS_TOKEN => self.access_token(&msg),
@@ -234,6 +242,9 @@ impl Session {
             return;
         };
         self.hub.channels.fetch_sub(1, Ordering::Relaxed);
+        if topic == STATUS_TOPIC {
+            self.unwatch_all();
+        }
         if let Some(key) = &ch.key {
             let now = self.hub.now();
             let _ = self
@@ -297,6 +308,7 @@ impl Session {
     /// The socket closed (or is being closed): everything this connection held goes.
     pub fn close(&mut self, reason: LeaveReason) {
         let now = self.hub.now();
+        self.unwatch_all();
         for (_, ch) in self.channels.drain() {
             self.hub.channels.fetch_sub(1, Ordering::Relaxed);
             unsubscribe(&self.hub, &ch.internal, self.conn, &ch.join_ref);
