@@ -8,7 +8,6 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::time::Instant;
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use dashmap::DashMap;
@@ -231,8 +230,8 @@ pub struct Hub {
     pub http_rate: crate::http_limits::HttpRate,
     /// Where the engine's watch events go (the status topic's watchers).
     pub watches: crate::watches::WatchRoutes,
-    start: Instant,
-    start_unix_ms: u64,
+    /// The one clock (see `clock.rs`).
+    pub clock: crate::clock::Clock,
     next_conn: std::sync::atomic::AtomicU64,
 }
 
@@ -250,6 +249,17 @@ impl Hub {
     /// # Errors
     /// The engine configuration is invalid.
     pub fn new(cfg: ServerConfig) -> Result<Arc<Hub>, rollcall_core::ConfigError> {
+        Hub::with_clock(cfg, crate::clock::Clock::system())
+    }
+
+    /// [`Hub::new`] on a given clock (a manual one in tests).
+    ///
+    /// # Errors
+    /// The engine configuration is invalid.
+    pub fn with_clock(
+        cfg: ServerConfig,
+        clock: crate::clock::Clock,
+    ) -> Result<Arc<Hub>, rollcall_core::ConfigError> {
         let registry: Arc<Registry> = Arc::new(DashMap::new());
         let metrics = Arc::new(Metrics::default());
         let sink_registry = registry.clone();
@@ -262,10 +272,6 @@ impl Hub {
                 fan_out_diff(&sink_registry, &sink_metrics, sink_cluster.as_deref(), d);
             }),
         )?;
-        let start_unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
         Ok(Arc::new(Hub {
             cfg,
             engine,
@@ -280,20 +286,19 @@ impl Hub {
             listener: crate::listener::ListenerStats::default(),
             http_rate: crate::http_limits::HttpRate::default(),
             watches: crate::watches::WatchRoutes::default(),
-            start: Instant::now(),
-            start_unix_ms,
+            clock,
             next_conn: std::sync::atomic::AtomicU64::new(1),
         }))
     }
 
     /// Milliseconds since the server started: the engine's clock.
     pub fn now(&self) -> Millis {
-        Millis(self.start.elapsed().as_millis() as u64)
+        self.clock.now()
     }
 
     /// Converts an engine time to Unix milliseconds.
     pub fn to_unix_ms(&self, t: Millis) -> u64 {
-        self.start_unix_ms.saturating_add(t.0)
+        self.clock.to_unix_ms(t)
     }
 
     /// A fresh connection id.

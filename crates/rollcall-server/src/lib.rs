@@ -13,6 +13,7 @@
 //! on it.
 
 pub mod auth;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod driver;

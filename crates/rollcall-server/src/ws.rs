@@ -19,9 +19,8 @@ use futures_util::{SinkExt, StreamExt};
 use rollcall_core::LeaveReason;
 use rollcall_phoenix::Vsn;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
-use crate::auth::{AuthError, Claims, unix_now};
+use crate::auth::{AuthError, Claims};
 use crate::hub::{ConnCtl, Hub, KillReason, Outbox, message_len};
 use crate::metrics::Metrics;
 use crate::session::Session;
@@ -93,7 +92,7 @@ pub async fn upgrade(
                 &AuthError::Missing.http_message(),
             );
         };
-        match hub.cfg.auth.verify(key, unix_now()) {
+        match hub.cfg.auth.verify(key, hub.clock.unix_secs()) {
             Ok(c) => Some(c),
             Err(e) => {
                 return refuse(
@@ -153,18 +152,6 @@ async fn run(
     // `guard` drops here and releases everything the socket held.
 }
 
-/// The longest single timer wait. Deadlines further out (a token `exp` of 1e19, a huge
-/// `join_timeout`) are capped here instead of overflowing the clock; a capped timer that fires
-/// finds nothing due and is set again.
-const MAX_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// `now + wait` without overflow: the wait is capped at [`MAX_TIMER`].
-fn deadline_after(now: Instant, wait: Duration) -> Instant {
-    // A monotonic clock counts from boot: a year more cannot overflow it; `now` is a
-    // fallback that is never taken.
-    now.checked_add(wait.min(MAX_TIMER)).unwrap_or(now)
-}
-
 async fn drive(
     socket: WebSocket,
     session: &mut Session,
@@ -176,13 +163,13 @@ async fn drive(
     if *shutdown.borrow() {
         return LeaveReason::Shutdown;
     }
-    let join_deadline = deadline_after(Instant::now(), join_timeout);
+    let clock = session.hub().clock.clone();
+    let join_deadline = clock.deadline_in(join_timeout);
     loop {
         // Token expiry of the earliest joined channel (Unix seconds → a deadline).
-        let expiry = session.next_token_expiry().map(|exp| {
-            let wait = Duration::from_secs(exp.saturating_sub(unix_now()));
-            deadline_after(Instant::now(), wait)
-        });
+        let expiry = session
+            .next_token_expiry()
+            .map(|exp| clock.deadline(clock.from_unix_secs(exp)));
         let outcome = tokio::select! {
             biased;
             why = ctl.killed() => Err(why),
@@ -198,7 +185,7 @@ async fn drive(
                 return LeaveReason::Closed;
             }
             _ = tokio::time::sleep_until(expiry.unwrap_or(join_deadline)), if expiry.is_some() => {
-                session.expire_tokens(unix_now());
+                session.expire_tokens(clock.unix_secs());
                 Ok(true)
             }
             msg = ctl.recv() => {
@@ -284,18 +271,4 @@ async fn close(sink: &mut Sink, code: u16, reason: &'static str, wait_ms: u64) {
         reason: reason.into(),
     }));
     let _ = tokio::time::timeout(Duration::from_millis(wait_ms), sink.send(frame)).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadlines_far_in_the_future_are_capped_instead_of_overflowing() {
-        let now = Instant::now();
-        let far = deadline_after(now, Duration::from_secs(10_000_000_000_000_000_000));
-        assert_eq!(far, now + MAX_TIMER);
-        let near = deadline_after(now, Duration::from_secs(5));
-        assert_eq!(near, now + Duration::from_secs(5));
-    }
 }

@@ -94,7 +94,10 @@ async fn watch_answers_current_statuses_then_pushes_only_real_changes() {
     // alice comes online: one push.
     let alice_ws = present(&url, "alice").await;
     let p = next_status(&mut w).await;
-    assert_eq!((&p["key"], &p["status"]), (&json!("alice"), &json!("online")));
+    assert_eq!(
+        (&p["key"], &p["status"]),
+        (&json!("alice"), &json!("online"))
+    );
     assert!(p["last_seen"].is_u64());
 
     // A reload within offline_grace: close and come back. No offline, no online.
@@ -117,7 +120,10 @@ async fn watch_answers_current_statuses_then_pushes_only_real_changes() {
     drop(alice_again);
     let p = next_status(&mut w).await;
     let pushed_at = unix_ms();
-    assert_eq!((&p["key"], &p["status"]), (&json!("alice"), &json!("offline")));
+    assert_eq!(
+        (&p["key"], &p["status"]),
+        (&json!("alice"), &json!("offline"))
+    );
     let last_seen = p["last_seen"].as_u64().expect("last_seen");
     assert!(
         last_seen + 50 >= closed_at,
@@ -142,7 +148,11 @@ async fn unwatch_and_leaving_the_topic_stop_pushes() {
     let s = support::start(config()).await;
     let url = s.ws_url("2.0.0");
     let mut w = connect(&s.ws_url("1.0.0")).await;
-    send(&mut w, json!({"topic": STATUS, "event": "phx_join", "payload": {}, "ref": "s", "join_ref": "s"})).await;
+    send(
+        &mut w,
+        json!({"topic": STATUS, "event": "phx_join", "payload": {}, "ref": "s", "join_ref": "s"}),
+    )
+    .await;
     until(&mut w, 5, |v| v["event"] == "phx_reply").await;
     send(&mut w, json!({"topic": STATUS, "event": "watch", "payload": {"keys": ["a", "b"]}, "ref": "w", "join_ref": "s"})).await;
     let r = until(&mut w, 5, |v| v["ref"] == "w").await;
@@ -157,7 +167,11 @@ async fn unwatch_and_leaving_the_topic_stop_pushes() {
     assert_eq!(p["event"], "status", "{p}");
     assert_eq!(p["payload"]["key"], "b", "a is no longer watched: {p}");
     assert_eq!(p["topic"], STATUS, "v1 object frames: {p}");
-    send(&mut w, json!({"topic": STATUS, "event": "phx_leave", "payload": {}, "ref": "l", "join_ref": "s"})).await;
+    send(
+        &mut w,
+        json!({"topic": STATUS, "event": "phx_leave", "payload": {}, "ref": "l", "join_ref": "s"}),
+    )
+    .await;
     until(&mut w, 5, |v| v["event"] == "phx_close").await;
     assert!(s.hub.watches.is_empty(), "leaving drops the watches");
     drop(w);
@@ -175,22 +189,37 @@ async fn watch_requests_are_bounded_and_checked() {
     let r = keys_event(&mut w, "watch", "0", json!(["a"])).await;
     assert_eq!(r[4]["response"]["reason"], "unmatched topic", "{r}");
     join_status(&mut w).await;
-    let reason = |r: &Value| r[4]["response"]["reason"].as_str().unwrap_or("").to_string();
+    let reason = |r: &Value| {
+        r[4]["response"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
     let r = keys_event(&mut w, "watch", "1", json!(["a", "b", "c", "d"])).await;
     assert!(reason(&r).starts_with("TooManyWatchedKeys"), "{r}");
     let r = keys_event(&mut w, "watch", "2", json!(["a", "b"])).await;
     assert_eq!(r[4]["status"], "ok", "{r}");
     let r = keys_event(&mut w, "watch", "3", json!(["c", "d"])).await;
-    assert!(reason(&r).starts_with("TooManyWatchedKeys"), "3 in all: {r}");
+    assert!(
+        reason(&r).starts_with("TooManyWatchedKeys"),
+        "3 in all: {r}"
+    );
     let r = keys_event(&mut w, "watch", "4", json!(["a", "c"])).await;
     assert_eq!(r[4]["status"], "ok", "a is already watched: {r}");
     let r = keys_event(&mut w, "watch", "5", json!(["123456789"])).await;
     assert!(reason(&r).starts_with("WatchKeyTooLong"), "{r}");
     let r = keys_event(&mut w, "watch", "6", json!("a")).await;
     assert!(reason(&r).starts_with("InvalidWatchPayload"), "{r}");
-    send(&mut w, json!(["s", "7", STATUS, "broadcast", {"event": "x", "payload": {}}])).await;
+    send(
+        &mut w,
+        json!(["s", "7", STATUS, "broadcast", {"event": "x", "payload": {}}]),
+    )
+    .await;
     let r = until(&mut w, 5, |v| v[1] == "7").await;
-    assert!(reason(&r).starts_with("UnknownEvent"), "no broadcast on the status topic: {r}");
+    assert!(
+        reason(&r).starts_with("UnknownEvent"),
+        "no broadcast on the status topic: {r}"
+    );
     assert_eq!(s.hub.watches.len(), 3);
     drop(w);
     s.shutdown().await.unwrap();
@@ -216,7 +245,11 @@ async fn status_read_service_role_limits_who_may_watch() {
     let s = support::start(cfg).await;
     let url = |t: &str| format!("ws://{}/realtime/v1/websocket?apikey={t}&vsn=2.0.0", s.addr);
     let mut user = connect(&url(&token("authenticated"))).await;
-    send(&mut user, json!(["s", "s", STATUS, "phx_join", {"config": {}}])).await;
+    send(
+        &mut user,
+        json!(["s", "s", STATUS, "phx_join", {"config": {}}]),
+    )
+    .await;
     let r = until(&mut user, 5, |v| v[1] == "s").await;
     assert_eq!(r[4]["status"], "error", "{r}");
     assert!(
@@ -227,7 +260,11 @@ async fn status_read_service_role_limits_who_may_watch() {
         "{r}"
     );
     // A bad token in the join payload is refused as on any channel.
-    send(&mut user, json!(["t", "t", STATUS, "phx_join", {"config": {}, "access_token": "nope"}])).await;
+    send(
+        &mut user,
+        json!(["t", "t", STATUS, "phx_join", {"config": {}, "access_token": "nope"}]),
+    )
+    .await;
     let r = until(&mut user, 5, |v| v[1] == "t").await;
     assert_eq!(r[4]["status"], "error", "{r}");
     let mut service = connect(&url(&token("service_role"))).await;

@@ -10,7 +10,7 @@ use rollcall_phoenix::{
 };
 
 use super::{Channel, Session};
-use crate::auth::{Claims, PresenceKeySource, unix_now};
+use crate::auth::{Claims, PresenceKeySource};
 use crate::hub::{KillReason, Subscriber, TopicSubs};
 use crate::limits::RateWindow;
 use crate::metrics::Metrics;
@@ -54,7 +54,7 @@ impl Session {
             return Ok(None);
         }
         let token = token.ok_or(crate::auth::AuthError::Missing)?;
-        auth.verify(token, unix_now()).map(Some)
+        auth.verify(token, self.hub.clock.unix_secs()).map(Some)
     }
 
     pub(super) fn join(&mut self, msg: &Inbound<'_>) {

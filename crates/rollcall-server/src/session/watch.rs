@@ -157,7 +157,12 @@ impl Session {
         }
         let ids: Vec<WatchId> = asked
             .iter()
-            .filter_map(|k| self.watching.iter().find(|(w, _)| w == k).map(|(_, id)| *id))
+            .filter_map(|k| {
+                self.watching
+                    .iter()
+                    .find(|(w, _)| w == k)
+                    .map(|(_, id)| *id)
+            })
             .collect();
         let hub = self.hub.clone();
         hub.watches.answer(&hub.engine, &ids, now, |statuses| {
@@ -188,14 +193,16 @@ fn parse_keys(msg: &Inbound<'_>) -> Result<Vec<Key>, String> {
     let Payload::Json(raw) = &msg.payload else {
         return Err("InvalidWatchPayload: payload must be a JSON object".into());
     };
-    let body: KeysBody = serde_json::from_str(raw.get()).map_err(|e| {
-        format!(r#"InvalidWatchPayload: expected {{"keys":["..."]}} ({e})"#)
-    })?;
+    let body: KeysBody = serde_json::from_str(raw.get())
+        .map_err(|e| format!(r#"InvalidWatchPayload: expected {{"keys":["..."]}} ({e})"#))?;
     Ok(body.keys.iter().map(|k| Key::new(k)).collect())
 }
 
 /// `{"statuses":[{key, status, last_seen}, ...]}`.
-fn statuses_json(statuses: &[KeyStatus], to_unix_ms: impl Fn(rollcall_core::Millis) -> u64) -> String {
+fn statuses_json(
+    statuses: &[KeyStatus],
+    to_unix_ms: impl Fn(rollcall_core::Millis) -> u64,
+) -> String {
     let mut out = String::from(r#"{"statuses":["#);
     for (i, s) in statuses.iter().enumerate() {
         if i > 0 {
