@@ -136,19 +136,11 @@ async fn run(
     if hub.engine.connect(conn, hub.now()).is_err() {
         return; // ids are unique; unreachable in practice
     }
-    let session = Session::new(hub.clone(), conn, vsn, outbox, apikey);
+    let session = Session::new(hub.clone(), conn, vsn, outbox, apikey, hub.now());
     let mut guard = SocketGuard::register(hub.clone(), conn, ctl, session);
     Metrics::inc(&hub.metrics.connections_total);
     tracing::debug!(conn = conn.0, ?vsn, "connected");
-    let join_timeout = hub.cfg.limits.join_timeout.as_duration();
-    guard.reason = drive(
-        socket,
-        &mut guard.session,
-        &guard.ctl,
-        &mut shutdown,
-        join_timeout,
-    )
-    .await;
+    guard.reason = drive(socket, &mut guard.session, &guard.ctl, &mut shutdown).await;
     // `guard` drops here and releases everything the socket held.
 }
 
@@ -157,19 +149,15 @@ async fn drive(
     session: &mut Session,
     ctl: &ConnCtl,
     shutdown: &mut watch::Receiver<bool>,
-    join_timeout: Duration,
 ) -> LeaveReason {
     let (mut sink, mut stream) = socket.split();
     if *shutdown.borrow() {
         return LeaveReason::Shutdown;
     }
     let clock = session.hub().clock.clone();
-    let join_deadline = clock.deadline_in(join_timeout);
     loop {
-        // Token expiry of the earliest joined channel (Unix seconds → a deadline).
-        let expiry = session
-            .next_token_expiry()
-            .map(|exp| clock.deadline(clock.from_unix_secs(exp)));
+        // The session's next timer (join timeout, token expiry) as a runtime deadline.
+        let timer = session.poll_timeout().map(|t| clock.deadline(t));
         let outcome = tokio::select! {
             biased;
             why = ctl.killed() => Err(why),
@@ -179,13 +167,11 @@ async fn drive(
                 close(&mut sink, 1001, "server shutting down", 500).await;
                 return LeaveReason::Shutdown;
             }
-            _ = tokio::time::sleep_until(join_deadline), if !session.joined_once() => {
-                session.hub().metrics.error("join_timeout");
-                close(&mut sink, 1008, "no channel joined within join_timeout", 200).await;
-                return LeaveReason::Closed;
-            }
-            _ = tokio::time::sleep_until(expiry.unwrap_or(join_deadline)), if expiry.is_some() => {
-                session.expire_tokens(clock.unix_secs());
+            _ = sleep_until(timer), if timer.is_some() => {
+                if let Some(c) = session.handle_timeout(clock.now()) {
+                    close(&mut sink, c.code, c.reason, 200).await;
+                    return LeaveReason::Closed;
+                }
                 Ok(true)
             }
             msg = ctl.recv() => {
@@ -198,9 +184,9 @@ async fn drive(
             }
             frame = stream.next() => {
                 match frame {
-                    Some(Ok(Message::Text(text))) => session.handle_text(&text),
-                    Some(Ok(Message::Binary(data))) => session.handle_binary(&data),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => session.touch(),
+                    Some(Ok(Message::Text(text))) => session.handle_text(clock.now(), &text),
+                    Some(Ok(Message::Binary(data))) => session.handle_binary(clock.now(), &data),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => session.touch(clock.now()),
                     Some(Ok(Message::Close(_))) | None => return LeaveReason::Closed,
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "socket error");
@@ -271,4 +257,11 @@ async fn close(sink: &mut Sink, code: u16, reason: &'static str, wait_ms: u64) {
         reason: reason.into(),
     }));
     let _ = tokio::time::timeout(Duration::from_millis(wait_ms), sink.send(frame)).await;
+}
+
+/// Sleeps until `deadline` (the select branch is disabled when there is none).
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(d).await;
+    }
 }

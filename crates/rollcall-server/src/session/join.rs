@@ -54,7 +54,7 @@ impl Session {
             return Ok(None);
         }
         let token = token.ok_or(crate::auth::AuthError::Missing)?;
-        auth.verify(token, self.hub.clock.unix_secs()).map(Some)
+        auth.verify(token, self.unix_secs()).map(Some)
     }
 
     pub(super) fn join(&mut self, msg: &Inbound<'_>) {
@@ -77,7 +77,7 @@ impl Session {
             rollcall_core::Millis::from_secs(1),
             limits.max_joins_per_second,
         );
-        if !self.joins.allow(self.hub.now(), window, max_joins) {
+        if !self.joins.allow(self.now, window, max_joins) {
             self.error(msg, "joins_rate", reply::CLIENT_JOIN_RATE_LIMIT_REACHED);
             // Supabase also disconnects the socket.
             return self.outbox.kill(KillReason::JoinRate);

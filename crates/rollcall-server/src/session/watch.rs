@@ -134,7 +134,7 @@ impl Session {
             );
             return self.error(msg, "too_many_watched_keys", &reason);
         }
-        let now = self.hub.now();
+        let now = self.now;
         let join_ref = self.channels[STATUS_TOPIC].join_ref.clone();
         let topic = Arc::<str>::from(STATUS_TOPIC);
         for key in fresh {
