@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod bus;
+pub mod clock;
 pub mod config;
 pub mod driver;
 #[doc(hidden)]
@@ -29,6 +30,7 @@ pub mod openapi;
 pub mod persist;
 mod server;
 pub mod session;
+pub mod watches;
 pub mod ws;
 
 use axum::Router;
