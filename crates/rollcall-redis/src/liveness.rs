@@ -123,15 +123,21 @@ async fn reap(cluster: &Cluster, node: &str) -> Result<(), RedisOpError> {
     }
     // Checked after taking the lock: a node that comes back re-creates its record first and
     // then waits for the lock to go before re-publishing, so the two cannot interleave.
-    let (alive, topics): (bool, Vec<String>) = redis::pipe()
+    // A survivor that listed the node before another one reaped it (and let go of the lock)
+    // finds it gone from the node set: nothing left to do, and it is not counted twice.
+    let (alive, member, topics): (bool, bool, Vec<String>) = redis::pipe()
         .cmd("EXISTS")
         .arg(keys.node_alive(node))
+        .cmd("SISMEMBER")
+        .arg(keys.nodes())
+        .arg(node)
         .cmd("SMEMBERS")
         .arg(keys.node_topics(node))
         .query_async(&mut con)
         .await?;
+    let reap = !alive && member;
     let mut pipe = redis::pipe();
-    if !alive {
+    if reap {
         for t in &topics {
             pipe.cmd("DEL").arg(keys.topic_hash(t, node)).ignore();
             pipe.cmd("SREM").arg(keys.topic_nodes(t)).arg(node).ignore();
@@ -145,7 +151,7 @@ async fn reap(cluster: &Cluster, node: &str) -> Result<(), RedisOpError> {
     }
     pipe.cmd("DEL").arg(keys.node_reap(node)).ignore();
     pipe.query_async::<()>(&mut con).await?;
-    if !alive {
+    if reap {
         ClusterMetrics::inc(&cluster.metrics.nodes_reaped);
         tracing::warn!(
             node,

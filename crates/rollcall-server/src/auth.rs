@@ -15,51 +15,28 @@ mod rules;
 
 pub use rules::AccessRule;
 
-/// Why a token was refused. `Display` gives the join-reply reason; [`AuthError::http_message`]
-/// the 401 body text on connect.
+/// Why a token was refused (for logs; the wire texts are [`crate::refusal::Refusal`]'s).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// No token at all on connect.
-    #[error("InvalidJWTToken: API key is missing")]
+    #[error("no token")]
     Missing,
     /// Not three base64 JSON parts.
-    #[error("MalformedJWT: The token provided is not a valid JWT")]
+    #[error("not a JWT")]
     Malformed,
     /// Signature does not verify, or the algorithm/kid has no configured key.
-    #[error("JwtSignatureError: Failed to validate JWT signature")]
+    #[error("bad signature or no key for its algorithm/kid")]
     BadSignature,
     /// `exp` is in the past.
-    #[error("InvalidJWTToken: Token has expired {0} seconds ago")]
+    #[error("expired {0} s ago")]
     Expired(u64),
     /// `role` or `exp` missing.
-    #[error("InvalidJWTToken: Fields `role` and `exp` are required in JWT")]
+    #[error("role or exp claim missing")]
     MissingClaims,
     /// `nbf` (not before) is in the future. Supabase does not check `nbf`; the text follows
     /// its `InvalidJWTToken` family.
-    #[error("InvalidJWTToken: Token is not valid yet")]
+    #[error("nbf in the future")]
     NotYetValid,
-}
-
-impl AuthError {
-    /// The text of the `{"error": ...}` body of a refused WebSocket upgrade (Supabase §1.3).
-    pub fn http_message(&self) -> String {
-        match self {
-            AuthError::Missing => "API key is missing".into(),
-            AuthError::Malformed => "The token provided is not a valid JWT".into(),
-            AuthError::BadSignature => "Failed to validate JWT signature".into(),
-            AuthError::Expired(_) => "Token has expired".into(),
-            AuthError::MissingClaims => "Fields `role` and `exp` are required in JWT".into(),
-            AuthError::NotYetValid => "Token is not valid yet".into(),
-        }
-    }
-
-    /// The `system` message text when a joined channel's token fails (Supabase §3.6).
-    pub fn system_message(&self) -> String {
-        match self {
-            AuthError::Expired(s) => format!("Token has expired {s} seconds ago"),
-            other => other.http_message(),
-        }
-    }
 }
 
 /// The claims Rollcall uses, plus all of them for access rules.
@@ -307,7 +284,7 @@ mod tests {
         let expired = token(json!({"role": "anon", "exp": 990}), "s3cret");
         assert_eq!(a.verify(&expired, 1000), Err(AuthError::Expired(10)));
         assert_eq!(
-            a.verify(&expired, 1000).unwrap_err().to_string(),
+            crate::refusal::Refusal::Token(a.verify(&expired, 1000).unwrap_err()).reason(),
             "InvalidJWTToken: Token has expired 10 seconds ago"
         );
         assert_eq!(a.verify("not-a-jwt", 1000), Err(AuthError::Malformed));
@@ -321,7 +298,7 @@ mod tests {
         let later = token(json!({"role": "anon", "exp": 2000, "nbf": 1001}), "s3cret");
         assert_eq!(a.verify(&later, 1000), Err(AuthError::NotYetValid));
         assert_eq!(
-            AuthError::NotYetValid.to_string(),
+            crate::refusal::Refusal::Token(AuthError::NotYetValid).reason(),
             "InvalidJWTToken: Token is not valid yet"
         );
         assert!(a.verify(&later, 1001).is_ok(), "valid from nbf on");

@@ -66,7 +66,12 @@ impl ApiError {
 
     /// 401 for a missing or invalid token (Supabase: `{"message":"Unauthorized"}`).
     pub fn unauthorized(e: &AuthError) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, e.http_message())
+        ApiError::refused(&crate::refusal::Refusal::Token(e.clone()))
+    }
+
+    /// A [`crate::refusal::Refusal`] with its status and text.
+    pub fn refused(why: &crate::refusal::Refusal) -> ApiError {
+        ApiError::new(why.http_status(), why.http_message())
     }
 
     /// 403: the token is valid but may not do `what`.

@@ -28,6 +28,7 @@ pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod persist;
+pub mod refusal;
 mod server;
 pub mod session;
 pub mod watches;

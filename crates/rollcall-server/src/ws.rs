@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use crate::auth::{AuthError, Claims};
 use crate::hub::{ConnCtl, Hub, KillReason, Outbox, message_len};
 use crate::metrics::Metrics;
+use crate::refusal::Refusal;
 use crate::session::Session;
 
 mod guard;
@@ -45,10 +46,11 @@ pub struct WsState {
     pub shutdown: watch::Receiver<bool>,
 }
 
-fn refuse(hub: &Hub, status: StatusCode, metric: &'static str, message: &str) -> Response {
+fn refuse(hub: &Hub, why: Refusal) -> Response {
     Metrics::inc(&hub.metrics.connections_refused);
-    hub.metrics.error(metric);
-    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+    hub.metrics.error(why.metric());
+    let body = serde_json::json!({ "error": why.http_message() });
+    (why.http_status(), axum::Json(body)).into_response()
 }
 
 /// `GET /realtime/v1/websocket` and `GET /socket/websocket`.
@@ -61,20 +63,10 @@ pub async fn upgrade(
     let hub = state.hub.clone();
     let key = headers.get(header::SEC_WEBSOCKET_KEY).map(|v| v.as_bytes());
     if !key.is_some_and(valid_websocket_key) {
-        return refuse(
-            &hub,
-            StatusCode::BAD_REQUEST,
-            "bad_handshake",
-            "Sec-WebSocket-Key must be the base64 encoding of 16 bytes (RFC 6455 section 4.1)",
-        );
+        return refuse(&hub, Refusal::BadHandshake);
     }
     if hub.sockets.load(Ordering::Relaxed) >= hub.cfg.limits.max_connections {
-        return refuse(
-            &hub,
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_connections",
-            "Too many connected users",
-        );
+        return refuse(&hub, Refusal::TooManyConnections);
     }
     // Supabase: the x-api-key header wins over the apikey query parameter.
     let apikey = headers
@@ -85,22 +77,12 @@ pub async fn upgrade(
         .filter(|k| !k.is_empty());
     let claims = if hub.cfg.auth.enabled() {
         let Some(key) = apikey.as_deref() else {
-            return refuse(
-                &hub,
-                StatusCode::UNAUTHORIZED,
-                "auth_refused",
-                &AuthError::Missing.http_message(),
-            );
+            return refuse(&hub, Refusal::Token(AuthError::Missing));
         };
         match hub.cfg.auth.verify(key, hub.clock.unix_secs()) {
             Ok(c) => Some(c),
             Err(e) => {
-                return refuse(
-                    &hub,
-                    StatusCode::UNAUTHORIZED,
-                    "auth_refused",
-                    &e.http_message(),
-                );
+                return refuse(&hub, Refusal::Token(e));
             }
         }
     } else {

@@ -13,11 +13,15 @@ use super::Session;
 use crate::auth::PresenceKeySource;
 use crate::hub::{Frames, TopicSubs};
 use crate::metrics::Metrics;
+use crate::refusal::Refusal;
 
 impl Session {
     pub(super) fn presence(&mut self, msg: &Inbound<'_>) {
         let Payload::Json(raw) = &msg.payload else {
-            return self.error(msg, "invalid_presence", "presence payload must be JSON");
+            return self.error(
+                msg,
+                Refusal::InvalidPresence("presence payload must be JSON".into()),
+            );
         };
         let cmd = match parse_presence(raw) {
             Ok(c) => c,
@@ -36,28 +40,19 @@ impl Session {
             .expect("dispatch checked the topic is joined");
         if !ch.presence_calls.allow(now, window, calls) {
             // Supabase: system error + close, and no reply to the push.
-            return self.end_channel(
-                &msg.topic,
-                "presence_rate",
-                reply::CLIENT_PRESENCE_RATE_LIMIT_EXCEEDED,
-            );
+            return self.end_channel(&msg.topic, Refusal::PresenceRate);
         }
         let (internal, key) = (ch.internal.clone(), ch.key.clone());
         match cmd {
             PresenceCommand::Track { meta } => {
                 let Some(key) = key else {
-                    let reason = "Unauthorized: presence_key = sub needs a token with a sub claim";
-                    return self.error(msg, "presence_without_sub", reason);
+                    return self.error(msg, Refusal::PresenceWithoutSub);
                 };
                 if meta.get().len() > self.hub.cfg.core.max_meta_bytes {
-                    return self.end_channel(
-                        &msg.topic,
-                        "track_too_large",
-                        reply::TRACK_MESSAGE_SIZE_EXCEEDED,
-                    );
+                    return self.end_channel(&msg.topic, Refusal::TrackTooLarge);
                 }
                 let Some(meta) = client_meta(meta) else {
-                    return self.error(msg, "invalid_presence", reply::PRESENCE_PAYLOAD_NOT_A_MAP);
+                    return self.error(msg, Refusal::PresenceNotAMap);
                 };
                 match self
                     .hub
@@ -66,22 +61,18 @@ impl Session {
                 {
                     Ok(_) => self.ok(msg, reply::ok_empty()),
                     Err(TrackError::MetaTooLarge { .. }) => {
-                        return self.end_channel(
-                            &msg.topic,
-                            "track_too_large",
-                            reply::TRACK_MESSAGE_SIZE_EXCEEDED,
-                        );
+                        return self.end_channel(&msg.topic, Refusal::TrackTooLarge);
                     }
                     Err(e @ TrackError::TooManyKeys { .. }) => {
-                        self.error(msg, "too_many_keys", &format!("TooManyPresenceKeys: {e}"));
+                        self.error(msg, Refusal::TooManyKeys(e.to_string()));
                     }
-                    Err(e @ TrackError::KeyTooLong { .. }) => {
-                        self.error(msg, "key_too_long", &format!("PresenceKeyTooLong: {e}"));
+                    Err(TrackError::KeyTooLong { len, max }) => {
+                        self.error(msg, Refusal::KeyTooLong { len, max });
                     }
                     Err(e @ TrackError::TooManyPresences { .. }) => {
-                        self.error(msg, "too_many_presences", &format!("TooManyPresences: {e}"));
+                        self.error(msg, Refusal::TooManyPresences(e.to_string()));
                     }
-                    Err(e) => self.error(msg, "track_refused", &e.to_string()),
+                    Err(e) => self.error(msg, Refusal::TrackRefused(e.to_string())),
                 }
             }
             PresenceCommand::Untrack => {
@@ -110,11 +101,7 @@ impl Session {
         match &msg.payload {
             Payload::Json(raw) => {
                 if let Err(e) = parse_broadcast(raw) {
-                    return self.error(
-                        msg,
-                        "invalid_broadcast",
-                        &format!("invalid broadcast: {e}"),
-                    );
+                    return self.error(msg, Refusal::InvalidBroadcast(e.to_string()));
                 }
                 self.hub
                     .broadcast_json(ch.internal.as_str(), event::BROADCAST, raw.get(), skip);
@@ -129,11 +116,8 @@ impl Session {
                 }
             }
             Payload::Binary(_) => {
-                return self.error(
-                    msg,
-                    "invalid_broadcast",
-                    "binary pushes are only accepted as user broadcasts",
-                );
+                let why = "binary pushes are only accepted as user broadcasts".to_string();
+                return self.error(msg, Refusal::InvalidBroadcast(why));
             }
         }
         Metrics::inc(&self.hub.metrics.broadcasts);
@@ -219,7 +203,7 @@ impl Session {
             return;
         }
         match self.verify(Some(&token)) {
-            Err(e) => self.end_channel(&topic, "auth_refused", &e.system_message()),
+            Err(e) => self.end_channel(&topic, Refusal::TokenRevoked(e)),
             Ok(claims) => {
                 let sub = topic
                     .strip_prefix(event::TOPIC_PREFIX)
@@ -230,10 +214,8 @@ impl Session {
                     && ch.private
                     && !self.hub.cfg.auth.may_join_private(&sub, c)
                 {
-                    let m = format!(
-                        "You no longer have permission to read from this Channel topic: {sub}"
-                    );
-                    return self.end_channel(&topic, "private_refused", &m);
+                    let r = Refusal::PrivateTopicRevoked { topic: sub };
+                    return self.end_channel(&topic, r);
                 }
                 if let Some(c) = &claims
                     && self.hub.cfg.auth.presence_key == PresenceKeySource::Sub
@@ -242,8 +224,7 @@ impl Session {
                     return self.refuse_other_user(&topic);
                 }
                 if topic == super::STATUS_TOPIC && !self.may_read_statuses(claims.as_ref()) {
-                    let m = "status_read = service_role: the new token may not watch statuses";
-                    return self.end_channel(&topic, "status_read_refused", m);
+                    return self.end_channel(&topic, Refusal::StatusReadRevoked);
                 }
                 let ch = self.channels.get_mut(&topic).expect("checked above");
                 ch.exp = claims.as_ref().map(|c| c.exp);
@@ -255,9 +236,7 @@ impl Session {
     /// A refresh to another user's token while presence keys are token subs: refused, the
     /// channel stays on its current token.
     fn refuse_other_user(&self, topic: &str) {
-        let message = "Token refresh refused: the new token is for another user (sub); \
-                       the channel keeps its current token, rejoin to change user";
-        self.system_error(topic, "refresh_other_sub", message);
+        self.system_error(topic, &Refusal::RefreshToOtherUser);
     }
 }
 

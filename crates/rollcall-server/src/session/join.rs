@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use rollcall_core::{Key, Topic};
 use rollcall_phoenix::{
-    Inbound, JoinConfig, Payload, encode_close, encode_push, event, parse_join, reply,
+    Inbound, JoinConfig, Payload, encode_close, encode_push, event, parse_join,
 };
 
 use super::{Channel, Session};
@@ -14,6 +14,7 @@ use crate::auth::{Claims, PresenceKeySource};
 use crate::hub::{KillReason, Subscriber, TopicSubs};
 use crate::limits::RateWindow;
 use crate::metrics::Metrics;
+use crate::refusal::Refusal;
 
 /// Internal topic name: public and private channels with one name are separate rooms.
 fn internal_topic(external: &str, private: bool) -> Topic {
@@ -60,25 +61,22 @@ impl Session {
     pub(super) fn join(&mut self, msg: &Inbound<'_>) {
         let topic = &*msg.topic;
         let Some(sub) = topic.strip_prefix(event::TOPIC_PREFIX) else {
-            return self.error(msg, "unmatched_topic", reply::UNMATCHED_TOPIC);
+            return self.error(msg, Refusal::UnmatchedTopic);
         };
         if sub.is_empty() {
-            return self.error(msg, "topic_name_required", reply::TOPIC_NAME_REQUIRED);
+            return self.error(msg, Refusal::TopicNameRequired);
         }
         let limits = &self.hub.cfg.limits;
         if topic.len() > limits.max_topic_bytes {
-            let reason = format!(
-                "TopicNameTooLong: topic names are at most {} bytes",
-                limits.max_topic_bytes
-            );
-            return self.error(msg, "topic_too_long", &reason);
+            let max = limits.max_topic_bytes;
+            return self.error(msg, Refusal::TopicTooLong { max });
         }
         let (window, max_joins) = (
             rollcall_core::Millis::from_secs(1),
             limits.max_joins_per_second,
         );
         if !self.joins.allow(self.now, window, max_joins) {
-            self.error(msg, "joins_rate", reply::CLIENT_JOIN_RATE_LIMIT_REACHED);
+            self.error(msg, Refusal::JoinRate);
             // Supabase also disconnects the socket.
             return self.outbox.kill(KillReason::JoinRate);
         }
@@ -86,35 +84,24 @@ impl Session {
             Payload::Json(raw) => match parse_join(raw) {
                 Ok(c) => c,
                 Err(e) => {
-                    return self.error(
-                        msg,
-                        "invalid_join_payload",
-                        &format!("InvalidJoinPayload: {e}"),
-                    );
+                    return self.error(msg, Refusal::InvalidJoinPayload(e.to_string()));
                 }
             },
             _ => {
-                return self.error(
-                    msg,
-                    "invalid_join_payload",
-                    "InvalidJoinPayload: payload must be a JSON object",
-                );
+                let why = "payload must be a JSON object".to_string();
+                return self.error(msg, Refusal::InvalidJoinPayload(why));
             }
         };
         if cfg.postgres_changes > 0 {
-            return self.error(
-                msg,
-                "postgres_changes",
-                reply::POSTGRES_CHANGES_NOT_SUPPORTED,
-            );
+            return self.error(msg, Refusal::PostgresChanges);
         }
         if cfg.replay_requested && !cfg.private {
-            return self.error(msg, "replay_public", reply::UNABLE_TO_REPLAY_MESSAGES);
+            return self.error(msg, Refusal::ReplayPublic);
         }
         let token = self.effective_token(cfg.access_token.as_deref());
         let claims = match self.verify(token.as_deref()) {
             Ok(c) => c,
-            Err(e) => return self.error(msg, "auth_refused", &e.to_string()),
+            Err(e) => return self.error(msg, Refusal::Token(e)),
         };
         if topic == super::STATUS_TOPIC {
             return self.join_status(msg, claims, token);
@@ -125,23 +112,18 @@ impl Session {
                 None => false,
             };
             if !allowed {
-                let reason = format!(
-                    "Unauthorized: You do not have permissions to read from this Channel topic: {sub}"
-                );
-                return self.error(msg, "private_refused", &reason);
+                let topic = sub.to_string();
+                return self.error(msg, Refusal::PrivateTopic { topic });
             }
         }
         let key = match self.presence_key(&cfg, claims.as_ref()) {
             Ok(k) => k,
-            Err(reason) => return self.error(msg, "presence_key_mismatch", reason),
+            Err(why) => return self.error(msg, Refusal::PresenceKeyMismatch(why)),
         };
         let max_key = self.hub.cfg.core.max_key_bytes;
         if let Some(k) = key.as_ref().filter(|k| k.as_str().len() > max_key) {
-            let reason = format!(
-                "PresenceKeyTooLong: presence key is {} bytes, the limit is {max_key}",
-                k.as_str().len()
-            );
-            return self.error(msg, "key_too_long", &reason);
+            let len = k.as_str().len();
+            return self.error(msg, Refusal::KeyTooLong { len, max: max_key });
         }
         // A second join of a joined topic replaces the old channel (Phoenix closes it).
         if let Some(old) = self.channels.get(topic) {
@@ -151,7 +133,7 @@ impl Session {
             self.leave(topic);
         }
         if self.channels.len() >= self.hub.cfg.max_channels_per_connection {
-            return self.error(msg, "too_many_channels", reply::CHANNEL_RATE_LIMIT_REACHED);
+            return self.error(msg, Refusal::TooManyChannels);
         }
         let join_ref: Arc<str> = Arc::from(
             msg.join_ref

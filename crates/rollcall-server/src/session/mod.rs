@@ -32,6 +32,7 @@ use crate::auth::Claims;
 use crate::hub::{Hub, Outbox, text_message};
 use crate::limits::RateWindow;
 use crate::metrics::Metrics;
+use crate::refusal::Refusal;
 
 pub use join::topic_for;
 pub use timers::SessionClose;
@@ -193,14 +194,14 @@ impl Session {
         self.send(buf);
     }
 
-    fn error(&self, msg: &Inbound<'_>, metric: &'static str, reason: &str) {
-        self.hub.metrics.error(metric);
+    fn error(&self, msg: &Inbound<'_>, why: Refusal) {
+        self.hub.metrics.error(why.metric());
         self.reply(
             msg.join_ref.as_deref(),
             msg.msg_ref.as_deref(),
             &msg.topic,
             reply::STATUS_ERROR,
-            &reply::error_reason(reason),
+            &reply::error_reason(&why.reason()),
         );
     }
 
@@ -224,21 +225,20 @@ impl Session {
                 .heartbeats
                 .allow(now, rollcall_core::Millis::from_secs(1), max)
             {
-                let reason = reply::CLIENT_HEARTBEAT_RATE_LIMIT_REACHED;
-                return self.error(&msg, "heartbeats_rate", reason);
+                return self.error(&msg, Refusal::HeartbeatRate);
             }
             Metrics::inc(&self.hub.metrics.heartbeats);
             return self.ok(&msg, reply::ok_empty());
         }
         if !self.allow_event() {
             if self.channels.contains_key(&msg.topic) {
-                return self.end_channel(&msg.topic, "events_rate", reply::TOO_MANY_MESSAGES);
+                return self.end_channel(&msg.topic, Refusal::EventRate);
             }
-            return self.error(&msg, "events_rate", reply::TOO_MANY_MESSAGES);
+            return self.error(&msg, Refusal::EventRate);
         }
         if msg.topic == event::PHOENIX_TOPIC {
-            let reason = format!("unknown event on phoenix: {}", msg.event);
-            return self.error(&msg, "unknown_event", &reason);
+            let e = msg.event.to_string();
+            return self.error(&msg, Refusal::UnknownPhoenixEvent(e));
         }
         match &*msg.event {
             event::PHX_JOIN => self.join(&msg),
@@ -249,7 +249,7 @@ impl Session {
                 }
             }
             _ if !self.channels.contains_key(&msg.topic) => {
-                self.error(&msg, "unmatched_topic", reply::UNMATCHED_TOPIC);
+                self.error(&msg, Refusal::UnmatchedTopic);
             }
             _ if msg.topic == STATUS_TOPIC && msg.event != event::ACCESS_TOKEN => {
                 self.status_event(&msg);
@@ -258,8 +258,7 @@ impl Session {
             event::BROADCAST => self.broadcast(&msg),
             event::ACCESS_TOKEN => self.access_token(&msg),
             other => {
-                let reason = format!("UnknownEvent: {other} is not handled by this server");
-                self.error(&msg, "unknown_event", &reason);
+                self.error(&msg, Refusal::UnknownEvent(other.to_string()));
             }
         }
     }
@@ -288,20 +287,20 @@ impl Session {
     }
 
     /// Ends a channel as Supabase does on a policy violation: `system` error, then `phx_close`.
-    fn end_channel(&mut self, topic: &str, metric: &'static str, message: &str) {
-        if self.system_error(topic, metric, message) {
+    fn end_channel(&mut self, topic: &str, why: Refusal) {
+        if self.system_error(topic, &why) {
             self.leave(topic);
         }
     }
 
     /// Pushes a `system` error on a joined channel without ending it; false if not joined.
-    fn system_error(&self, topic: &str, metric: &'static str, message: &str) -> bool {
-        self.hub.metrics.error(metric);
+    fn system_error(&self, topic: &str, why: &Refusal) -> bool {
+        self.hub.metrics.error(why.metric());
         let Some(ch) = self.channels.get(topic) else {
             return false;
         };
         let sub = topic.strip_prefix(event::TOPIC_PREFIX);
-        let body = reply::system_message(reply::STATUS_ERROR, message, sub);
+        let body = reply::system_message(reply::STATUS_ERROR, &why.reason(), sub);
         let mut buf = Vec::new();
         encode_push(
             self.vsn,

@@ -4,6 +4,7 @@
 use rollcall_core::Millis;
 
 use super::Session;
+use crate::refusal::Refusal;
 
 /// A close the socket task must perform: the session decided the socket ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,8 +62,8 @@ impl Session {
             .filter_map(|(t, c)| c.exp.filter(|e| *e <= now).map(|e| (t.clone(), e)))
             .collect();
         for (topic, exp) in expired {
-            let msg = format!("Token has expired {} seconds ago", now.saturating_sub(exp));
-            self.end_channel(&topic, "token_expired", &msg);
+            let secs_ago = now.saturating_sub(exp);
+            self.end_channel(&topic, Refusal::TokenExpired { secs_ago });
         }
     }
 }

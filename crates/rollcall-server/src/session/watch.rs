@@ -13,6 +13,7 @@ use crate::auth::Claims;
 use crate::http_auth::{SERVICE_ROLE, StatusRead};
 use crate::limits::RateWindow;
 use crate::metrics::Metrics;
+use crate::refusal::Refusal;
 use crate::watches::{Route, status_json};
 
 /// The reserved topic (`client.channel('rollcall:status')` in realtime-js).
@@ -40,15 +41,14 @@ impl Session {
         token: Option<String>,
     ) {
         if !self.may_read_statuses(claims.as_ref()) {
-            let reason = "Unauthorized: status_read = service_role: only service_role tokens may watch statuses";
-            return self.error(msg, "status_read_refused", reason);
+            return self.error(msg, Refusal::StatusRead);
         }
         if self.channels.contains_key(STATUS_TOPIC) {
             // A rejoin replaces the channel; its watches go with it.
             self.leave(STATUS_TOPIC);
         }
         if self.channels.len() >= self.hub.cfg.max_channels_per_connection {
-            return self.error(msg, "too_many_channels", reply::CHANNEL_RATE_LIMIT_REACHED);
+            return self.error(msg, Refusal::TooManyChannels);
         }
         let join_ref: Arc<str> = Arc::from(
             msg.join_ref
@@ -89,15 +89,12 @@ impl Session {
     /// An event on the joined status topic.
     pub(super) fn status_event(&mut self, msg: &Inbound<'_>) {
         if msg.event != WATCH && msg.event != UNWATCH {
-            let reason = format!(
-                "UnknownEvent: {} is not handled on {STATUS_TOPIC} (watch, unwatch)",
-                msg.event
-            );
-            return self.error(msg, "unknown_event", &reason);
+            let e = msg.event.to_string();
+            return self.error(msg, Refusal::UnknownStatusEvent(e));
         }
         let keys = match parse_keys(msg) {
             Ok(k) => k,
-            Err(reason) => return self.error(msg, "invalid_watch", &reason),
+            Err(why) => return self.error(msg, Refusal::InvalidWatch(why)),
         };
         if msg.event == UNWATCH {
             for key in &keys {
@@ -115,7 +112,7 @@ impl Session {
                 len: k.len(),
                 max: max_key,
             };
-            return self.error(msg, "key_too_long", &format!("WatchKeyTooLong: {e}"));
+            return self.error(msg, Refusal::WatchKeyTooLong(e.to_string()));
         }
         let limit = MAX_WATCHED_KEYS.min(self.hub.cfg.core.max_batch_keys);
         let mut asked = keys;
@@ -127,12 +124,12 @@ impl Session {
             .cloned()
             .collect();
         if asked.len() > limit || self.watching.len() + fresh.len() > limit {
-            let reason = format!(
-                "TooManyWatchedKeys: a socket watches at most {limit} keys ({} watched, {} asked)",
-                self.watching.len(),
-                asked.len()
-            );
-            return self.error(msg, "too_many_watched_keys", &reason);
+            let r = Refusal::TooManyWatchedKeys {
+                max: limit,
+                watched: self.watching.len(),
+                asked: asked.len(),
+            };
+            return self.error(msg, r);
         }
         let now = self.now;
         let join_ref = self.channels[STATUS_TOPIC].join_ref.clone();
