@@ -154,6 +154,16 @@ pub struct Cli {
     /// `postgres://...`, or `none` to keep nothing [default: sqlite://rollcall.db].
     #[arg(long, env = "ROLLCALL_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Refuse to start when the database is unreachable (exit 1) instead of serving and
+    /// spilling logins to disk until it is back: `--require-database` or `=true|false`
+    /// [default: false].
+    #[arg(long, env = "ROLLCALL_REQUIRE_DATABASE", num_args = 0..=1, default_missing_value = "true")]
+    pub require_database: Option<String>,
+    /// When a track that logs a user in is acknowledged: `write_behind` (at once; the login
+    /// row is durable within 100 ms) or `commit` (once it is committed, or fsynced to the
+    /// spill file while the database is down) [default: write_behind].
+    #[arg(long, env = "ROLLCALL_LOGIN_DURABILITY")]
+    pub login_durability: Option<String>,
     /// Redis URL (`redis://host:port/db`): run as one node of a cluster sharing presence,
     /// broadcasts and status through Redis [default: none, a single in-memory node].
     #[arg(long, env = "ROLLCALL_REDIS_URL", hide_env_values = true)]
@@ -219,6 +229,8 @@ struct FileConfig {
     log_format: Option<String>,
     node_id: Option<String>,
     database_url: Option<String>,
+    require_database: Option<bool>,
+    login_durability: Option<String>,
     redis_url: Option<String>,
     redis_prefix: Option<String>,
     node_timeout: Option<String>,
@@ -293,6 +305,8 @@ pub struct ServerConfig {
     /// Login/logout persistence (see `--database-url`); `None` keeps nothing. The default
     /// for a config built in code is `None`; `from_cli` defaults to `sqlite://rollcall.db`.
     pub database_url: Option<String>,
+    /// Database settings beyond the URL: fail-fast start and login durability.
+    pub database: crate::persist::DatabaseSettings,
     /// Token verification, access rules and the presence-key source.
     pub auth: Arc<Auth>,
     /// Per-connection and per-node limits.
@@ -509,6 +523,7 @@ impl Default for ServerConfig {
             node_id: random_node_id(),
             redis: None,
             database_url: None,
+            database: crate::persist::DatabaseSettings::default(),
             auth: Arc::new(Auth::default()),
             limits: Limits::default(),
             http: HttpSettings::default(),
@@ -883,6 +898,13 @@ impl ServerConfig {
         Ok(ServerConfig {
             http,
             database_url: database_url(pick(cli.database_url, file.database_url))?,
+            database: crate::persist::DatabaseSettings::parse(
+                pick(
+                    cli.require_database,
+                    file.require_database.map(|b| b.to_string()),
+                ),
+                pick(cli.login_durability, file.login_durability),
+            )?,
             auth: Arc::new(auth),
             limits,
             redis: crate::cluster::settings(
