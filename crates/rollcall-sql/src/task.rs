@@ -26,6 +26,8 @@ use crate::spill::{Ack, Queue};
 use crate::store::Db;
 use crate::writer::{Cmd, Kind};
 
+mod shutdown;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Migrate,
@@ -434,67 +436,6 @@ impl Task {
             self.queue.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
-    }
-
-    /// Finishes the job in flight and writes what is queued until `deadline`; then spills
-    /// what is left, or closes this node's open sessions (`shutdown`) if nothing is.
-    async fn shutdown(&mut self, deadline: Duration) {
-        let end = Instant::now() + deadline;
-        while let Ok(cmd) = self.rx.try_recv() {
-            self.handle(cmd);
-        }
-        self.rx.close();
-        let mut done = false;
-        loop {
-            if let Some((_, h)) = self.inflight.as_mut() {
-                match tokio::time::timeout_at(end, h).await {
-                    Ok(res) => self.finish_job(res),
-                    Err(_) => {
-                        if let Some((_, h)) = self.inflight.take() {
-                            h.abort();
-                        }
-                        break;
-                    }
-                }
-                continue;
-            }
-            if self.phase == Phase::Running && self.queue.is_empty() {
-                done = true;
-                break;
-            }
-            let now = Instant::now();
-            match self.retry_at {
-                Some(t) if t >= end => break,
-                Some(t) if t > now => tokio::time::sleep_until(t).await,
-                _ if now >= end => break,
-                _ => self.start_job(now, true),
-            }
-        }
-        if !done {
-            let left = self.queue.len();
-            self.sync_now();
-            tracing::warn!(
-                rows = left,
-                "database unreachable at shutdown: rows kept in the spill file for the next start"
-            );
-            return;
-        }
-        let now = crate::unix_now_ms();
-        match tokio::time::timeout(
-            self.op_timeout,
-            self.db.close_open_sessions(now, "shutdown"),
-        )
-        .await
-        {
-            Ok(Ok(n)) => tracing::info!(closed = n, "closed open sessions (shutdown)"),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "closing sessions at shutdown failed; the next start closes them (node_restart)")
-            }
-            Err(_) => tracing::warn!(
-                "closing sessions at shutdown timed out; the next start closes them (node_restart)"
-            ),
-        }
-        self.db.close().await;
     }
 }
 
