@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rollcall_sql::{DbConfig, Persistence, SqlError};
+use rollcall_sql::{DbConfig, DbState, Persistence, SqlError};
 use serde_json::json;
 
 use crate::config::ConfigError;
@@ -80,6 +80,9 @@ impl DatabaseSettings {
     }
 }
 
+/// How long a start waits for the database's first attempt before serving without it.
+pub const FIRST_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Most sessions one history request returns.
 pub const MAX_SESSIONS: u32 = 1_000;
 
@@ -118,7 +121,23 @@ pub async fn attach(hub: &Hub) -> Result<(), SqlError> {
     let p = if hub.cfg.database.require {
         Persistence::open(cfg).await?
     } else {
-        Persistence::start(cfg)?
+        let p = Persistence::start(cfg)?;
+        // A reachable database is usually up within milliseconds: give its first attempt
+        // up to FIRST_ATTEMPT before serving, so a normal start answers history queries at
+        // once. An unreachable one fails fast or hits this bound; either way the server
+        // serves (`/readyz` says `database: down` until the background retries succeed).
+        match p.first_attempt(Some(FIRST_ATTEMPT)).await {
+            DbState::Up => {}
+            DbState::Down(why) => {
+                tracing::warn!(error = %why, "database unreachable at start: serving anyway, logins spill to disk until it is back");
+            }
+            DbState::Starting => {
+                tracing::warn!(
+                    "database not up yet: serving anyway, logins spill to disk until it is"
+                );
+            }
+        }
+        p
     };
     tracing::info!(backend = ?p.db().backend(), node_id = %hub.cfg.node_id, durability = ?hub.cfg.database.login_durability, "persistence on");
     let _ = hub.persistence.set(p);

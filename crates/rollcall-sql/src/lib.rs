@@ -80,18 +80,31 @@ impl Persistence {
     /// could not be reached, migrated or recovered.
     pub async fn open(cfg: DbConfig) -> Result<Persistence, SqlError> {
         let p = Persistence::start(cfg)?;
-        let mut rx = p.db.health().subscribe();
-        let state = rx
-            .wait_for(|s| *s != DbState::Starting)
-            .await
-            .map(|s| s.clone())
-            .unwrap_or(DbState::Down("the writer stopped".into()));
-        match state {
+        match p.first_attempt(None).await {
             DbState::Down(why) => {
                 p.shutdown(Duration::ZERO).await;
                 Err(SqlError::Unavailable(why))
             }
             _ => Ok(p),
+        }
+    }
+
+    /// Waits (at most `limit`, if given) until the writer's first start-up attempt has
+    /// succeeded or failed, and returns the state then: `Up`, `Down`, or still `Starting`
+    /// when `limit` passed first.
+    pub async fn first_attempt(&self, limit: Option<Duration>) -> DbState {
+        let mut rx = self.db.health().subscribe();
+        let wait = async {
+            rx.wait_for(|s| *s != DbState::Starting)
+                .await
+                .map(|s| s.clone())
+                .unwrap_or(DbState::Down("the writer stopped".into()))
+        };
+        match limit {
+            None => wait.await,
+            Some(limit) => tokio::time::timeout(limit, wait)
+                .await
+                .unwrap_or(DbState::Starting),
         }
     }
 
