@@ -186,6 +186,7 @@ pub struct StatusResponse {
         (status = 403, description = "Token may not read statuses (status_read)", body = ErrorBody),
         (status = 413, description = "Too many keys or body too large", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 503, description = "The database is down and some keys' last_seen is only there", body = ErrorBody),
     ))]
 pub async fn status(
     State(hub): State<Arc<Hub>>,
@@ -214,7 +215,15 @@ pub async fn status(
         .filter(|s| s.status == Status::Offline && s.last_seen.is_none())
         .map(|s| s.key.to_string())
         .collect();
-    let stored = crate::persist::offline_last_seen(&hub, &unknown).await;
+    let stored = crate::persist::offline_last_seen(&hub, &unknown)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "last_seen query failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                crate::persist::unavailable(&e),
+            )
+        })?;
     let mut map = BTreeMap::new();
     for s in statuses {
         let last_seen = s
@@ -588,12 +597,14 @@ pub async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// Readiness of the database: `off` without one, `down` while unreachable, else `ok`.
+/// Readiness of the database: `off` without one, `down` until the writer has connected,
+/// migrated and recovered and while it is unreachable, else `ok`.
 fn database_readiness(hub: &Hub) -> &'static str {
     match (&hub.cfg.database_url, hub.persistence.get()) {
         (None, _) => "off",
         (Some(_), None) => "down",
-        (Some(_), Some(_)) => "ok",
+        (Some(_), Some(p)) if p.db().is_up() => "ok",
+        (Some(_), Some(_)) => "down",
     }
 }
 

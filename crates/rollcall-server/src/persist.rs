@@ -2,6 +2,10 @@
 //! `GET /api/presence/{key}/sessions`. Status events reach the writer from
 //! [`Hub::handle_events`]; `POST /api/presence/status` reads `last_seen` through
 //! [`offline_last_seen`].
+//!
+//! The server starts and serves whether or not the database is reachable (unless
+//! `require_database`): logins and logouts spill to disk until it is, `/readyz` reports
+//! `database: down`, and the endpoints that need it answer 503 at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,10 +13,48 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rollcall_sql::{DbConfig, Persistence, SqlError};
+use rollcall_sql::{DbConfig, DbState, Persistence, SqlError};
 use serde_json::json;
 
 use crate::hub::Hub;
+
+/// When a track that logs a key in is acknowledged (`login_durability`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum LoginDurability {
+    /// At once; the login row is committed, or fsynced to the spill file, within the
+    /// write-behind window (100 ms). A crash may lose the logins of that last window.
+    #[default]
+    WriteBehind,
+    /// Once every status row queued before the reply is committed, or (database slow or
+    /// down) fsynced to the spill file: a crash loses no acknowledged login. Costs the
+    /// track reply one batch interval plus a commit (or at most the window).
+    Commit,
+}
+
+/// The database settings besides its URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DatabaseSettings {
+    /// Refuse to start while the database is unreachable (today's fail-fast) instead of
+    /// serving and spilling to disk. Default false.
+    pub require: bool,
+    /// See [`LoginDurability`]. Default write-behind.
+    pub login_durability: LoginDurability,
+}
+
+/// How long a start waits for the database's first attempt before serving without it.
+pub const FIRST_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Most sessions one history request returns.
 pub const MAX_SESSIONS: u32 = 1_000;
@@ -33,11 +75,14 @@ pub fn db_config(hub: &Hub, url: &str) -> DbConfig {
     cfg
 }
 
-/// Opens the configured database (if any, and if none is attached yet), replays a leftover
-/// spill file, closes sessions a crash left open, and attaches it to the hub.
+/// Attaches the configured database (if any, and if none is attached yet). The writer
+/// connects in the background: migrations, replay of a leftover spill file and closing the
+/// sessions a crash left open happen once it is reachable. With `require_database`, waits
+/// for that and fails instead.
 ///
 /// # Errors
-/// The database is unreachable or its migrations failed.
+/// The URL or the spill file is unusable; with `require_database`, also the database is
+/// unreachable or its migrations failed.
 pub async fn attach(hub: &Hub) -> Result<(), SqlError> {
     let Some(url) = hub.cfg.database_url.as_deref() else {
         return Ok(());
@@ -45,31 +90,62 @@ pub async fn attach(hub: &Hub) -> Result<(), SqlError> {
     if hub.persistence.get().is_some() {
         return Ok(());
     }
-    let p = Persistence::open(db_config(hub, url)).await?;
-    tracing::info!(backend = ?p.db().backend(), node_id = %hub.cfg.node_id, "persistence on");
+    let cfg = db_config(hub, url);
+    let p = if hub.cfg.database.require {
+        Persistence::open(cfg).await?
+    } else {
+        let p = Persistence::start(cfg)?;
+        // A reachable database is usually up within milliseconds: give its first attempt
+        // up to FIRST_ATTEMPT before serving, so a normal start answers history queries at
+        // once. An unreachable one fails fast or hits this bound; either way the server
+        // serves (`/readyz` says `database: down` until the background retries succeed).
+        match p.first_attempt(Some(FIRST_ATTEMPT)).await {
+            DbState::Up => {}
+            DbState::Down(why) => {
+                tracing::warn!(error = %why, "database unreachable at start: serving anyway, logins spill to disk until it is back");
+            }
+            DbState::Starting => {
+                tracing::warn!(
+                    "database not up yet: serving anyway, logins spill to disk until it is"
+                );
+            }
+        }
+        p
+    };
+    tracing::info!(backend = ?p.db().backend(), node_id = %hub.cfg.node_id, durability = ?hub.cfg.database.login_durability, "persistence on");
     let _ = hub.persistence.set(p);
     Ok(())
 }
 
-/// `last_seen` (engine clock → Unix ms) of `keys` from the database, in one query. Errors are
-/// logged and yield an empty map: the status endpoint still answers from memory.
-pub async fn offline_last_seen(hub: &Hub, keys: &[String]) -> HashMap<String, u64> {
+/// In `commit` durability mode with a database: a future that resolves (true) once every
+/// status row recorded so far is durable, or false if the writer stopped. `None` otherwise.
+pub fn durable_ticket(hub: &Hub) -> Option<impl std::future::Future<Output = bool> + use<>> {
+    if hub.cfg.database.login_durability != LoginDurability::Commit {
+        return None;
+    }
+    let wait = hub.persistence.get()?.writer().durable();
+    Some(async move { wait.await.is_ok() })
+}
+
+/// `last_seen` (engine clock → Unix ms) of `keys` from the database, in one query; empty
+/// without a database.
+///
+/// # Errors
+/// The database is down ([`SqlError::Unavailable`], at once) or the query failed.
+pub async fn offline_last_seen(
+    hub: &Hub,
+    keys: &[String],
+) -> Result<HashMap<String, u64>, SqlError> {
     let Some(p) = hub.persistence.get() else {
-        return HashMap::new();
+        return Ok(HashMap::new());
     };
     if keys.is_empty() {
-        return HashMap::new();
+        return Ok(HashMap::new());
     }
-    match p.db().last_seen(keys).await {
-        Ok(m) => m
-            .into_iter()
-            .map(|(k, v)| (k, v.last_seen.max(0) as u64))
-            .collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "last_seen query failed");
-            HashMap::new()
-        }
-    }
+    let m = p.db().last_seen(keys).await?;
+    Ok(m.into_iter()
+        .map(|(k, v)| (k, v.last_seen.max(0) as u64))
+        .collect())
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -114,7 +190,17 @@ pub async fn sessions(
         Ok(list) => axum::Json(json!({ "key": key, "sessions": list })).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "sessions query failed");
-            error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+            error(StatusCode::SERVICE_UNAVAILABLE, unavailable(&e))
         }
+    }
+}
+
+/// The 503 message for a failed database query.
+pub fn unavailable(e: &SqlError) -> String {
+    match e {
+        SqlError::Unavailable(why) => {
+            format!("database unavailable (down: {why}); retry later")
+        }
+        other => format!("database unavailable: {other}"),
     }
 }

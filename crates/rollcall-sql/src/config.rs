@@ -37,6 +37,10 @@ pub struct DbConfig {
     pub spill_path: PathBuf,
     /// Pool size. Default 4.
     pub max_connections: u32,
+    /// The write-behind window: a queued row not committed this long after it was queued
+    /// (the database is slow or down) is appended to the spill file and fsynced, so a crash
+    /// loses at most this much of the most recent history. Default 100 ms.
+    pub sync_window: Duration,
 }
 
 impl DbConfig {
@@ -56,6 +60,7 @@ impl DbConfig {
             retry_max: Duration::from_secs(5),
             op_timeout: Duration::from_secs(5),
             max_connections: 4,
+            sync_window: Duration::from_millis(100),
         }
     }
 }

@@ -23,6 +23,10 @@ pub struct DbMetrics {
     pub spilled: AtomicU64,
     /// Rows waiting (in memory or spilled).
     pub queued: AtomicU64,
+    /// Queries answered at once with "unavailable" because the database was known down.
+    pub queries_refused: AtomicU64,
+    /// Times the write-behind window forced queued rows to the spill file.
+    pub window_syncs: AtomicU64,
 }
 
 impl DbMetrics {
@@ -37,7 +41,7 @@ impl DbMetrics {
 
     /// Appends the Prometheus text for these counters to `out`.
     pub fn render(&self, out: &mut String) {
-        let rows: [(&str, &str, &str, &AtomicU64); 8] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 10] = [
             (
                 "rollcall_db_writes_total",
                 "counter",
@@ -79,6 +83,18 @@ impl DbMetrics {
                 "counter",
                 "Rows spilled to the overflow file.",
                 &self.spilled,
+            ),
+            (
+                "rollcall_db_queries_refused_total",
+                "counter",
+                "Queries refused at once while the database was down.",
+                &self.queries_refused,
+            ),
+            (
+                "rollcall_db_window_syncs_total",
+                "counter",
+                "Times rows older than the write-behind window were synced to the spill file.",
+                &self.window_syncs,
             ),
             (
                 "rollcall_db_queued",

@@ -10,14 +10,17 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use tokio::time::Instant;
+
 use crate::error::SqlError;
 use crate::row::Row;
 
 /// Where a peeked run of rows came from, so it can be removed once written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ack {
-    /// `n` rows from the front of memory.
-    Mem(usize),
+    /// `n` rows from the front of memory, peeked after `spills` spills (if memory has
+    /// been spilled since, those rows are now the first `n` unread rows of the file).
+    Mem { n: usize, spills: u64 },
     /// `n` rows, `bytes` bytes, from the file's read offset.
     File { n: usize, bytes: u64 },
 }
@@ -26,6 +29,10 @@ pub(crate) enum Ack {
 #[derive(Debug)]
 pub(crate) struct Queue {
     mem: VecDeque<Row>,
+    /// When each in-memory row was pushed (same order as `mem`).
+    mem_at: VecDeque<Instant>,
+    /// Bumped by every [`Queue::spill_memory`] that moved rows.
+    spills: u64,
     cap: usize,
     path: PathBuf,
     read_off: u64,
@@ -46,7 +53,15 @@ impl Queue {
         let (file_len, file_rows) = match File::open(&path) {
             Ok(f) => {
                 let len = f.metadata().map_err(io_err(&path))?.len();
-                let rows = BufReader::new(f).lines().count();
+                let mut rows = 0;
+                for line in BufReader::new(f).lines() {
+                    let line = line.map_err(io_err(&path))?;
+                    serde_json::from_str::<Row>(&line).map_err(|e| SqlError::SpillCorrupt {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    rows += 1;
+                }
                 (len, rows)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, 0),
@@ -54,6 +69,8 @@ impl Queue {
         };
         Ok(Queue {
             mem: VecDeque::new(),
+            mem_at: VecDeque::new(),
+            spills: 0,
             cap: cap.max(1),
             path,
             read_off: 0,
@@ -72,6 +89,16 @@ impl Queue {
         self.len() == 0
     }
 
+    /// Rows in the spill file.
+    pub(crate) fn file_len(&self) -> usize {
+        self.file_rows
+    }
+
+    /// When the oldest row held only in memory was pushed.
+    pub(crate) fn oldest_mem_at(&self) -> Option<Instant> {
+        self.mem_at.front().copied()
+    }
+
     /// Appends a row; when memory is full, first moves memory to the file. Returns how many
     /// rows were spilled. If the file cannot be written, memory grows past its bound instead
     /// (and the error is returned for logging): a row is never dropped.
@@ -81,6 +108,7 @@ impl Queue {
             result = self.spill_memory();
         }
         self.mem.push_back(row);
+        self.mem_at.push_back(Instant::now());
         result
     }
 
@@ -105,6 +133,8 @@ impl Queue {
         self.file_len += buf.len() as u64;
         self.file_rows += n;
         self.mem.clear();
+        self.mem_at.clear();
+        self.spills += 1;
         Ok(n)
     }
 
@@ -112,7 +142,14 @@ impl Queue {
     pub(crate) fn peek(&self, max: usize) -> Result<(Vec<Row>, Ack), SqlError> {
         if self.file_rows == 0 {
             let n = self.mem.len().min(max);
-            return Ok((self.mem.iter().take(n).cloned().collect(), Ack::Mem(n)));
+            let rows = self.mem.iter().take(n).cloned().collect();
+            return Ok((
+                rows,
+                Ack::Mem {
+                    n,
+                    spills: self.spills,
+                },
+            ));
         }
         let mut f = File::open(&self.path).map_err(io_err(&self.path))?;
         f.seek(SeekFrom::Start(self.read_off))
@@ -142,8 +179,16 @@ impl Queue {
     /// Removes rows returned by [`Queue::peek`] once they are written.
     pub(crate) fn ack(&mut self, ack: Ack) -> Result<(), SqlError> {
         match ack {
-            Ack::Mem(n) => {
+            Ack::Mem { n, spills } if spills == self.spills => {
                 self.mem.drain(..n);
+                self.mem_at.drain(..n);
+            }
+            Ack::Mem { n, .. } => {
+                // Spilled while being written: the file held nothing then, so the rows are
+                // the first `n` unread ones of the file now.
+                let (rows, ack) = self.peek(n)?;
+                debug_assert_eq!(rows.len(), n);
+                return self.ack(ack);
             }
             Ack::File { n, bytes } => {
                 self.read_off += bytes;
@@ -203,6 +248,24 @@ mod tests {
         all.extend(drain(&mut q));
         assert_eq!(all, (0..13).map(row).collect::<Vec<_>>());
         assert!(!path.exists(), "a fully read spill file is removed");
+    }
+
+    #[test]
+    fn rows_spilled_while_being_written_are_acked_from_the_file() {
+        let dir = std::env::temp_dir().join(format!("rollcall-spill-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("inflight.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let mut q = Queue::open(path.clone(), 100).unwrap();
+        for i in 0..5 {
+            q.push(row(i)).unwrap();
+        }
+        let (inflight, ack) = q.peek(3).unwrap();
+        assert_eq!(inflight, (0..3).map(row).collect::<Vec<_>>());
+        q.spill_memory().unwrap();
+        q.push(row(5)).unwrap();
+        q.ack(ack).unwrap();
+        assert_eq!(drain(&mut q), (3..6).map(row).collect::<Vec<_>>());
     }
 
     #[test]

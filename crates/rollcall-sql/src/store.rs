@@ -13,6 +13,7 @@ use sqlx::{AssertSqlSafe, PgPool, SqlSafeStr, SqlitePool};
 
 use crate::config::DbConfig;
 use crate::error::SqlError;
+use crate::health::{DbState, Health};
 use crate::metrics::DbMetrics;
 use crate::row::Batch;
 use crate::sql::{self, Written};
@@ -75,6 +76,8 @@ pub struct Db {
     pool: Pool,
     node_id: Arc<str>,
     metrics: Arc<DbMetrics>,
+    health: Arc<Health>,
+    pg_schema: Option<String>,
 }
 
 fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
@@ -95,11 +98,25 @@ fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
 }
 
 impl Db {
-    /// Connects to `cfg.url` and runs the migrations for its backend.
+    /// Connects to `cfg.url` and runs the migrations for its backend; the returned `Db` is
+    /// up.
     ///
     /// # Errors
     /// See [`SqlError`].
     pub async fn connect(cfg: &DbConfig, metrics: Arc<DbMetrics>) -> Result<Db, SqlError> {
+        let db = Db::lazy(cfg, metrics)?;
+        db.migrate().await?;
+        db.health.set_up();
+        Ok(db)
+    }
+
+    /// A `Db` for `cfg.url` whose connections open on first use: no I/O here, so it works
+    /// while the database is unreachable. Its state is [`DbState::Starting`] until the
+    /// writer (or [`Db::connect`]) marks it up; queries fail at once until then.
+    ///
+    /// # Errors
+    /// The URL names no supported backend or does not parse.
+    pub fn lazy(cfg: &DbConfig, metrics: Arc<DbMetrics>) -> Result<Db, SqlError> {
         let url = cfg.url.as_str();
         let pool = if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)
@@ -108,38 +125,25 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(cfg.op_timeout);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(cfg.max_connections.max(1))
-                .acquire_timeout(cfg.op_timeout)
-                .connect_with(opts)
-                .await?;
-            migrator(SQLITE_MIGRATIONS).run(&pool).await?;
-            Pool::Sqlite(pool)
+            Pool::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(cfg.max_connections.max(1))
+                    .acquire_timeout(cfg.op_timeout)
+                    .connect_lazy_with(opts),
+            )
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut opts =
                 PgConnectOptions::from_str(url).map_err(|e| SqlError::InvalidUrl(e.to_string()))?;
             if let Some(schema) = &cfg.pg_schema {
                 let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
-                let admin = PgPoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(cfg.op_timeout)
-                    .connect_with(opts.clone())
-                    .await?;
-                sqlx::raw_sql(AssertSqlSafe(format!(
-                    "CREATE SCHEMA IF NOT EXISTS {quoted}"
-                )))
-                .execute(&admin)
-                .await?;
-                admin.close().await;
                 opts = opts.options([("search_path", quoted.as_str())]);
             }
-            let pool = PgPoolOptions::new()
-                .max_connections(cfg.max_connections.max(1))
-                .acquire_timeout(cfg.op_timeout)
-                .connect_with(opts)
-                .await?;
-            migrator(POSTGRES_MIGRATIONS).run(&pool).await?;
-            Pool::Postgres(pool)
+            Pool::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(cfg.max_connections.max(1))
+                    .acquire_timeout(cfg.op_timeout)
+                    .connect_lazy_with(opts),
+            )
         } else {
             return Err(SqlError::UnsupportedUrl(url.to_string()));
         };
@@ -147,7 +151,71 @@ impl Db {
             pool,
             node_id: cfg.node_id.as_str().into(),
             metrics,
+            health: Arc::new(Health::new(DbState::Starting)),
+            pg_schema: cfg.pg_schema.clone(),
         })
+    }
+
+    /// Creates the Postgres schema (if one is configured) and runs the migrations.
+    ///
+    /// # Errors
+    /// The database is unreachable or a migration failed.
+    pub async fn migrate(&self) -> Result<(), SqlError> {
+        match &self.pool {
+            Pool::Sqlite(p) => migrator(SQLITE_MIGRATIONS).run(p).await?,
+            Pool::Postgres(p) => {
+                if let Some(schema) = &self.pg_schema {
+                    let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+                    sqlx::raw_sql(AssertSqlSafe(format!(
+                        "CREATE SCHEMA IF NOT EXISTS {quoted}"
+                    )))
+                    .execute(p)
+                    .await?;
+                }
+                migrator(POSTGRES_MIGRATIONS).run(p).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The database as the writer last saw it.
+    pub fn state(&self) -> DbState {
+        self.health.get()
+    }
+
+    /// True when the database is up (migrated, recovered, last attempt succeeded).
+    pub fn is_up(&self) -> bool {
+        self.health.is_up()
+    }
+
+    pub(crate) fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Fails at once while the database is not up; otherwise runs `q` and marks the
+    /// database down if it fails for lack of a database.
+    async fn gated<T>(
+        &self,
+        q: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, SqlError> {
+        match self.health.get() {
+            DbState::Up => {}
+            DbState::Starting => {
+                DbMetrics::add(&self.metrics.queries_refused, 1);
+                return Err(SqlError::Unavailable("not connected yet".into()));
+            }
+            DbState::Down(why) => {
+                DbMetrics::add(&self.metrics.queries_refused, 1);
+                return Err(SqlError::Unavailable(why));
+            }
+        }
+        let r = q.await.map_err(SqlError::from);
+        if let Err(e) = &r
+            && e.is_outage()
+        {
+            self.health.set_down(&e.to_string());
+        }
+        r
     }
 
     /// The backend in use.
@@ -179,20 +247,24 @@ impl Db {
         let rows: Vec<(String, String, i64)> = match &self.pool {
             Pool::Sqlite(p) => {
                 let list = serde_json::to_string(keys).unwrap_or_else(|_| "[]".into());
-                sqlx::query_as(
-                    "SELECT key, status, last_seen FROM presence_last_seen \
-                     WHERE key IN (SELECT value FROM json_each(?))",
+                self.gated(
+                    sqlx::query_as(
+                        "SELECT key, status, last_seen FROM presence_last_seen \
+                         WHERE key IN (SELECT value FROM json_each(?))",
+                    )
+                    .bind(list)
+                    .fetch_all(p),
                 )
-                .bind(list)
-                .fetch_all(p)
                 .await?
             }
             Pool::Postgres(p) => {
-                sqlx::query_as(
-                    "SELECT key, status, last_seen FROM presence_last_seen WHERE key = ANY($1)",
+                self.gated(
+                    sqlx::query_as(
+                        "SELECT key, status, last_seen FROM presence_last_seen WHERE key = ANY($1)",
+                    )
+                    .bind(keys)
+                    .fetch_all(p),
                 )
-                .bind(keys)
-                .fetch_all(p)
                 .await?
             }
         };
@@ -215,8 +287,14 @@ impl Db {
     ) -> Result<Vec<Session>, SqlError> {
         let limit = i64::from(limit);
         let rows = match &self.pool {
-            Pool::Sqlite(p) => sql::sqlite::sessions(p, key, from, to, limit).await?,
-            Pool::Postgres(p) => sql::pg::sessions(p, key, from, to, limit).await?,
+            Pool::Sqlite(p) => {
+                self.gated(sql::sqlite::sessions(p, key, from, to, limit))
+                    .await?
+            }
+            Pool::Postgres(p) => {
+                self.gated(sql::pg::sessions(p, key, from, to, limit))
+                    .await?
+            }
         };
         Ok(rows
             .into_iter()

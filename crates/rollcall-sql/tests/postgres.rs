@@ -40,6 +40,28 @@ fn a_crash_is_recovered_with_node_restart() {
     common::a_crash_is_recovered_with_node_restart(cfg);
 }
 
+/// The server is down (a proxy refusing every connection) when the writer starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_while_the_database_is_unreachable_and_catches_up() {
+    let Some(mut cfg) = common::pg_config("pg_down_at_start") else {
+        return;
+    };
+    let proxy = common::Proxy::start(pg_addr(&cfg.url)).await;
+    proxy.set_up(false);
+    cfg.url = common::via(&cfg.url, proxy.addr);
+    common::starts_while_down_then_catches_up(cfg, || proxy.set_up(true)).await;
+}
+
+fn pg_addr(url: &str) -> SocketAddr {
+    let opts: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let host = if opts.get_host() == "localhost" {
+        "127.0.0.1"
+    } else {
+        opts.get_host()
+    };
+    format!("{}:{}", host, opts.get_port()).parse().unwrap()
+}
+
 /// Story: Postgres becomes unreachable (every connection cut, new ones refused) while 100 keys
 /// each log in and out 5 times. Nothing may be lost or reordered: with a queue bound of 300
 /// rows, most of the 1,000 events go through the spill file. Once the proxy lets traffic
@@ -50,16 +72,7 @@ async fn an_outage_loses_nothing_and_keeps_order() {
         return;
     };
     let real = cfg.url.clone();
-    let host_port = {
-        let opts: sqlx::postgres::PgConnectOptions = real.parse().unwrap();
-        let host = if opts.get_host() == "localhost" {
-            "127.0.0.1"
-        } else {
-            opts.get_host()
-        };
-        format!("{}:{}", host, opts.get_port())
-    };
-    let target: SocketAddr = host_port.parse().unwrap();
+    let target = pg_addr(&real);
     let proxy = common::Proxy::start(target).await;
     cfg.url = common::via(&real, proxy.addr);
     cfg.queue_capacity = 300;

@@ -28,3 +28,21 @@ async fn an_unknown_scheme_is_refused() {
     let e = rollcall_sql::Persistence::open(cfg).await.unwrap_err();
     assert!(e.to_string().contains("sqlite://"), "{e}");
 }
+
+#[tokio::test]
+async fn starts_while_the_database_is_unreachable_and_catches_up() {
+    let mut cfg = common::sqlite_config("down_at_start");
+    let missing = cfg.spill_path.parent().unwrap().join("not-yet");
+    cfg.url = format!("sqlite://{}", missing.join("rollcall.db").display());
+    common::starts_while_down_then_catches_up(cfg, || std::fs::create_dir_all(&missing).unwrap())
+        .await;
+}
+
+#[tokio::test]
+async fn open_fails_fast_when_the_database_is_unreachable() {
+    let mut cfg = common::sqlite_config("open_fails");
+    let missing = cfg.spill_path.parent().unwrap().join("missing");
+    cfg.url = format!("sqlite://{}", missing.join("rollcall.db").display());
+    let e = rollcall_sql::Persistence::open(cfg).await.unwrap_err();
+    assert!(matches!(e, rollcall_sql::SqlError::Unavailable(_)), "{e}");
+}

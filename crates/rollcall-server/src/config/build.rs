@@ -85,6 +85,10 @@ impl ServerConfig {
             http: http_settings(&s)?,
             limits: limits(&s)?,
             database_url: database_url(s.database_url.as_deref())?,
+            database: crate::persist::DatabaseSettings {
+                require: s.require_database.unwrap_or(false),
+                login_durability: s.login_durability.unwrap_or_default(),
+            },
             redis: redis_settings(&s)?,
             auth: Arc::new(auth(&s)?),
             node_id,

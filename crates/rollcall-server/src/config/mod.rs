@@ -84,6 +84,8 @@ pub struct ServerConfig {
     /// Login/logout persistence (see `--database-url`); `None` keeps nothing. The default
     /// for a config built in code is `None`; from settings it is `sqlite://rollcall.db`.
     pub database_url: Option<String>,
+    /// Database settings beyond the URL: fail-fast start and login durability.
+    pub database: crate::persist::DatabaseSettings,
     /// Token verification, access rules and the presence-key source.
     pub auth: Arc<Auth>,
     /// Per-connection and per-node limits.
@@ -195,6 +197,7 @@ impl Default for ServerConfig {
             node_id: random_node_id(),
             redis: None,
             database_url: None,
+            database: crate::persist::DatabaseSettings::default(),
             auth: Arc::new(Auth::default()),
             limits: Limits::default(),
             http: HttpSettings::default(),

@@ -14,6 +14,7 @@ use super::values::{Duration, DurationOrOff, Origins};
 use super::{ConfigError, LogFormat};
 use crate::auth::{AccessRule, PresenceKeySource};
 use crate::http_auth::{MetricsAuth, StatusRead};
+use crate::persist::LoginDurability;
 
 /// Every setting, as given (unset fields are `None` and take their default when the config
 /// is built). Flags override environment variables, which override the TOML file.
@@ -134,6 +135,16 @@ pub struct Settings {
     /// `postgres://...`, or `none` to keep nothing [default: sqlite://rollcall.db].
     #[arg(long, env = "ROLLCALL_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Refuse to start when the database is unreachable (exit 1) instead of serving and
+    /// spilling logins to disk until it is back: `--require-database` or `=true|false`
+    /// [default: false].
+    #[arg(long, env = "ROLLCALL_REQUIRE_DATABASE", num_args = 0..=1, default_missing_value = "true")]
+    pub require_database: Option<bool>,
+    /// When a track that logs a user in is acknowledged: `write_behind` (at once; the login
+    /// row is durable within 100 ms) or `commit` (once it is committed, or fsynced to the
+    /// spill file while the database is down) [default: write_behind].
+    #[arg(long, env = "ROLLCALL_LOGIN_DURABILITY")]
+    pub login_durability: Option<LoginDurability>,
     /// Redis URL (`redis://host:port/db`): run as one node of a cluster sharing presence,
     /// broadcasts and status through Redis [default: none, a single in-memory node].
     #[arg(long, env = "ROLLCALL_REDIS_URL", hide_env_values = true)]

@@ -4,14 +4,14 @@ use axum::extract::ws::Message;
 use rollcall_core::{ConnId, Meta, TrackError};
 use rollcall_phoenix::presence_msg::strip_server_meta_keys;
 use rollcall_phoenix::{
-    Inbound, Payload, PresenceCommand, UserBroadcastBody, Vsn, encode_user_broadcast, event,
-    parse_broadcast, parse_presence, reply,
+    Inbound, Payload, PresenceCommand, UserBroadcastBody, Vsn, encode_reply, encode_user_broadcast,
+    event, parse_broadcast, parse_presence, reply,
 };
 use serde_json::value::RawValue;
 
 use super::Session;
 use crate::auth::PresenceKeySource;
-use crate::hub::{Frames, TopicSubs};
+use crate::hub::{Frames, TopicSubs, text_message};
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
 
@@ -43,6 +43,7 @@ impl Session {
             return self.end_channel(&msg.topic, Refusal::PresenceRate);
         }
         let (internal, key) = (ch.internal.clone(), ch.key.clone());
+        let mut tracked = false;
         match cmd {
             PresenceCommand::Track { meta } => {
                 let Some(key) = key else {
@@ -59,7 +60,7 @@ impl Session {
                     .engine
                     .track(self.conn, &internal, &key, meta, now, &mut self.out)
                 {
-                    Ok(_) => self.ok(msg, reply::ok_empty()),
+                    Ok(_) => tracked = true,
                     Err(TrackError::MetaTooLarge { .. }) => {
                         return self.end_channel(&msg.topic, Refusal::TrackTooLarge);
                     }
@@ -93,6 +94,49 @@ impl Session {
             }
         }
         self.hub.handle_events(&mut self.out);
+        if tracked {
+            match crate::persist::durable_ticket(&self.hub) {
+                Some(durable) => self.ok_when_durable(msg, durable),
+                None => self.ok(msg, reply::ok_empty()),
+            }
+        }
+    }
+
+    /// `login_durability = commit`: the track's reply waits until the login row (and every
+    /// status row before it) is committed or fsynced to the spill file. Other frames keep
+    /// being handled meanwhile; their replies may overtake this one (clients match by ref).
+    fn ok_when_durable(
+        &self,
+        msg: &Inbound<'_>,
+        durable: impl std::future::Future<Output = bool> + Send + 'static,
+    ) {
+        let (jr, r) = (msg.join_ref.as_deref(), msg.msg_ref.as_deref());
+        let mut ok = Vec::new();
+        encode_reply(
+            self.vsn,
+            jr,
+            r,
+            &msg.topic,
+            reply::STATUS_OK,
+            reply::ok_empty(),
+            &mut ok,
+        );
+        let mut err = Vec::new();
+        let reason = reply::error_reason("login could not be recorded (server stopping)");
+        encode_reply(
+            self.vsn,
+            jr,
+            r,
+            &msg.topic,
+            reply::STATUS_ERROR,
+            &reason,
+            &mut err,
+        );
+        let (outbox, hub) = (self.outbox.clone(), self.hub.clone());
+        tokio::spawn(async move {
+            let buf = if durable.await { ok } else { err };
+            outbox.send(text_message(buf), &hub.metrics);
+        });
     }
 
     pub(super) fn broadcast(&mut self, msg: &Inbound<'_>) {

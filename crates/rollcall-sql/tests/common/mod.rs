@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rollcall_sql::{Db, DbConfig, DbMetrics, Persistence};
+use rollcall_sql::{Db, DbConfig, DbMetrics, DbState, Persistence, SqlError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -146,6 +146,53 @@ pub fn a_crash_is_recovered_with_node_restart(mut cfg: DbConfig) {
         );
         p.shutdown(Duration::from_secs(5)).await;
     });
+}
+
+/// Polls `cond` every 20 ms for up to 30 s.
+pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..1_500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Story: the database is unreachable when the writer starts. `start` returns at once; the
+/// state turns `Down`; queries fail at once with `Unavailable` (counted, no pool wait); rows
+/// are kept, and `durable` resolves once they are fsynced to the spill file. When the
+/// database becomes reachable (`bring_up`), the writer migrates, writes them in order and
+/// the state turns `Up`; the spill file is consumed.
+pub async fn starts_while_down_then_catches_up(mut cfg: DbConfig, bring_up: impl FnOnce()) {
+    cfg.retry_max = Duration::from_millis(200);
+    cfg.op_timeout = Duration::from_millis(1_000);
+    let p = Persistence::start(cfg.clone()).unwrap();
+    let w = p.writer();
+    w.login("early", 1_000);
+    w.logout("early", 2_000, "closed");
+    w.login("late", 3_000);
+    w.durable().await.unwrap();
+    assert!(cfg.spill_path.exists(), "rows are synced to the spill file");
+    let db = p.db().clone();
+    wait_for("state down", || matches!(db.state(), DbState::Down(_))).await;
+    let e = p.db().sessions("early", 0, i64::MAX, 10).await.unwrap_err();
+    assert!(matches!(e, SqlError::Unavailable(_)), "{e}");
+    let e = p.db().last_seen(&["early".into()]).await.unwrap_err();
+    assert!(matches!(e, SqlError::Unavailable(_)), "{e}");
+    assert_eq!(DbMetrics::get(&p.metrics().queries_refused), 2);
+    assert_eq!(DbMetrics::get(&p.metrics().events_written), 0);
+    bring_up();
+    wait_for("state up", || db.is_up()).await;
+    w.flush().await.unwrap();
+    let s = p.db().sessions("early", 0, i64::MAX, 10).await.unwrap();
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!((s[0].login_at, s[0].logout_at), (1_000, Some(2_000)));
+    let s = p.db().sessions("late", 0, i64::MAX, 10).await.unwrap();
+    assert_eq!((s.len(), s[0].logout_at), (1, None), "{s:?}");
+    assert_eq!(DbMetrics::get(&p.metrics().events_written), 3);
+    p.shutdown(Duration::from_secs(5)).await;
+    assert!(!cfg.spill_path.exists(), "the spill file is consumed");
 }
 
 /// Connects the suite's query side for assertions.
