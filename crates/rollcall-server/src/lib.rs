@@ -17,6 +17,9 @@ pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod driver;
+/// The in-process session harness of the `session` fuzz target and the corpus test; only
+/// with the `sim` feature (off by default, so release builds have none of it).
+#[cfg(feature = "sim")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
