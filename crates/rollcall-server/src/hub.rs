@@ -221,7 +221,7 @@ pub struct Hub {
     /// Signalled when `sockets` changes, for the shutdown drain.
     pub sockets_changed: Notify,
     /// Login/logout persistence, set once by `serve` when a database is configured.
-    pub persistence: std::sync::OnceLock<rollcall_sql::Persistence>,
+    pub persistence: std::sync::OnceLock<crate::persist::Store>,
     /// The other nodes (see `bus/`): a single node's [`crate::bus::LocalBus`] or Redis.
     pub bus: Arc<dyn crate::bus::Bus>,
     /// The accept loop's counters (open non-upgraded HTTP connections, refusals).
@@ -309,14 +309,12 @@ impl Hub {
     /// Logs and counts status events (persistence adapters hook in here).
     pub fn handle_events(&self, out: &mut Outputs) {
         for e in out.events.drain(..) {
-            if let Some(p) = self.persistence.get() {
-                // A channel send: never blocks the socket or timer task calling us.
-                let (StatusEvent::Login { at, .. }
-                | StatusEvent::Logout { at, .. }
-                | StatusEvent::Idle { at, .. }
-                | StatusEvent::Active { at, .. }) = &e;
-                p.record(&e, self.to_unix_ms(*at));
-            }
+            // A channel send: never blocks the socket or timer task calling us.
+            let (StatusEvent::Login { at, .. }
+            | StatusEvent::Logout { at, .. }
+            | StatusEvent::Idle { at, .. }
+            | StatusEvent::Active { at, .. }) = &e;
+            crate::persist::record(self, &e, self.to_unix_ms(*at));
             match &e {
                 StatusEvent::Login { key, .. } => {
                     Metrics::inc(&self.metrics.logins);

@@ -212,10 +212,7 @@ impl Server {
             let _ = driver.await;
         }
         hub.bus.flush().await;
-        if let Some(p) = hub.persistence.get() {
-            let left = hub.clock.until(deadline);
-            p.shutdown(left.max(std::time::Duration::from_millis(200)))
-                .await;
-        }
+        let left = hub.clock.until(deadline);
+        persist::shutdown(hub, left.max(std::time::Duration::from_millis(200))).await;
     }
 }

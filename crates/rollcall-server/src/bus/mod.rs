@@ -5,6 +5,7 @@
 //! which one it has; `tests/bus_contract.rs` runs the same scenarios against every backend.
 
 mod local;
+#[cfg(feature = "redis")]
 mod redis;
 
 use std::future::Future;
@@ -17,6 +18,7 @@ use crate::config::ServerConfig;
 use crate::hub::Hub;
 
 pub use local::LocalBus;
+#[cfg(feature = "redis")]
 pub use redis::RedisBus;
 
 /// A boxed future borrowed from the bus (object-safe async methods).
@@ -92,6 +94,7 @@ pub trait Bus: Send + Sync + std::fmt::Debug {
 /// The bus `cfg` asks for: Redis with `redis_url`, else a single node. A Redis adapter that
 /// cannot be built (settings were validated, so this is not expected) falls back to a single
 /// node with an error log rather than refusing to serve.
+#[cfg(feature = "redis")]
 pub fn build(cfg: &ServerConfig) -> Arc<dyn Bus> {
     match cfg.redis.as_ref().map(|s| RedisBus::new(cfg, s)) {
         None => Arc::new(LocalBus),
@@ -101,4 +104,11 @@ pub fn build(cfg: &ServerConfig) -> Arc<dyn Bus> {
             Arc::new(LocalBus)
         }
     }
+}
+
+/// The bus `cfg` asks for; without the `redis` feature that is always a single node (the
+/// config refuses `redis_url` in such a build).
+#[cfg(not(feature = "redis"))]
+pub fn build(_cfg: &ServerConfig) -> Arc<dyn Bus> {
+    Arc::new(LocalBus)
 }

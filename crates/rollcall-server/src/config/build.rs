@@ -235,7 +235,18 @@ fn http_settings(s: &Settings) -> Result<HttpSettings, ConfigError> {
 }
 
 /// `database_url`: unset is the SQLite default; `none`/`off`/empty disables persistence.
+/// A build without the `sql` feature has no default and refuses a URL.
 fn database_url(v: Option<&str>) -> Result<Option<String>, ConfigError> {
+    if cfg!(not(feature = "sql")) {
+        return match v.map(str::trim) {
+            None | Some("none" | "off" | "") => Ok(None),
+            Some(u) => Err(invalid(
+                "database_url",
+                u,
+                "none: this build has no database support (cargo feature `sql`)",
+            )),
+        };
+    }
     match v.map(str::trim) {
         None => Ok(Some(DEFAULT_DATABASE_URL.to_string())),
         Some("none" | "off" | "") => Ok(None),
@@ -252,6 +263,13 @@ fn redis_settings(s: &Settings) -> Result<Option<RedisSettings>, ConfigError> {
     let Some(url) = s.redis_url.clone().filter(|u| !u.is_empty()) else {
         return Ok(None);
     };
+    if cfg!(not(feature = "redis")) {
+        return Err(invalid(
+            "redis_url",
+            url,
+            "none: this build has no Redis support (cargo feature `redis`)",
+        ));
+    }
     let node_timeout = s.node_timeout.map_or(Millis::from_secs(15), |d| d.0);
     if node_timeout < Millis(400) {
         return Err(invalid(
@@ -285,6 +303,7 @@ fn redis_settings(s: &Settings) -> Result<Option<RedisSettings>, ConfigError> {
 }
 
 /// True when the Redis client would refuse the URL (checked here so the error names the key).
+#[cfg(feature = "redis")]
 fn redis_url_is_malformed(url: &str) -> bool {
     let mut probe = rollcall_redis::ClusterConfig::new(url, "probe");
     probe.prefix = "probe".into();
@@ -325,6 +344,11 @@ fn auth(s: &Settings) -> Result<Auth, ConfigError> {
     auth.presence_key = s.presence_key.unwrap_or_default();
     auth.rules = s.access.clone();
     Ok(auth)
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_url_is_malformed(_url: &str) -> bool {
+    false
 }
 
 #[cfg(test)]

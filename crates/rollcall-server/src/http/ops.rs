@@ -42,9 +42,7 @@ pub fn render_metrics(hub: &Hub) -> Response {
         hub.sockets.load(Ordering::Relaxed),
         hub.channels.load(Ordering::Relaxed),
     );
-    if let Some(p) = hub.persistence.get() {
-        p.metrics().render(&mut text);
-    }
+    crate::persist::render_metrics(hub, &mut text);
     hub.bus.render_metrics(&mut text);
     crate::listener::render_metrics(hub, &mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
@@ -79,7 +77,7 @@ pub async fn healthz() -> axum::Json<HealthBody> {
     ))]
 pub async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
     let mut checks = BTreeMap::new();
-    checks.insert("database", database_readiness(&hub));
+    checks.insert("database", crate::persist::readiness(&hub));
     checks.insert("redis", hub.bus.readiness().await.as_str());
     let ready = checks.values().all(|v| *v != "down");
     let body = HealthBody {
@@ -92,17 +90,6 @@ pub async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
-}
-
-/// Readiness of the database: `off` without one, `down` until the writer has connected,
-/// migrated and recovered and while it is unreachable, else `ok`.
-fn database_readiness(hub: &Hub) -> &'static str {
-    match (&hub.cfg.database_url, hub.persistence.get()) {
-        (None, _) => "off",
-        (Some(_), None) => "down",
-        (Some(_), Some(p)) if p.db().is_up() => "ok",
-        (Some(_), Some(_)) => "down",
-    }
 }
 
 /// `GET /openapi.json`: the OpenAPI 3.1 document of this API.

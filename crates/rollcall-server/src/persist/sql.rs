@@ -1,11 +1,5 @@
-//! Login/logout persistence wiring: opens `rollcall-sql` for the hub, and serves
-//! `GET /api/presence/{key}/sessions`. Status events reach the writer from
-//! [`Hub::handle_events`]; `POST /api/presence/status` reads `last_seen` through
-//! [`offline_last_seen`].
-//!
-//! The server starts and serves whether or not the database is reachable (unless
-//! `require_database`): logins and logouts spill to disk until it is, `/readyz` reports
-//! `database: down`, and the endpoints that need it answer 503 at once.
+//! The SQL backend of persistence (feature `sql`): opens `rollcall-sql` for the hub and
+//! serves `GET /api/presence/{key}/sessions`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,48 +10,17 @@ use axum::response::{IntoResponse, Response};
 use rollcall_sql::{DbConfig, DbState, Persistence, SqlError};
 use serde_json::json;
 
+use super::{LoginDurability, MAX_SESSIONS};
 use crate::hub::Hub;
 
-/// When a track that logs a key in is acknowledged (`login_durability`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
-pub enum LoginDurability {
-    /// At once; the login row is committed, or fsynced to the spill file, within the
-    /// write-behind window (100 ms). A crash may lose the logins of that last window.
-    #[default]
-    WriteBehind,
-    /// Once every status row queued before the reply is committed, or (database slow or
-    /// down) fsynced to the spill file: a crash loses no acknowledged login. Costs the
-    /// track reply one batch interval plus a commit (or at most the window).
-    Commit,
-}
+/// The attached store.
+pub type Store = Persistence;
 
-/// The database settings besides its URL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct DatabaseSettings {
-    /// Refuse to start while the database is unreachable (today's fail-fast) instead of
-    /// serving and spilling to disk. Default false.
-    pub require: bool,
-    /// See [`LoginDurability`]. Default write-behind.
-    pub login_durability: LoginDurability,
-}
+/// A failed store operation.
+pub type StoreError = SqlError;
 
 /// How long a start waits for the database's first attempt before serving without it.
 pub const FIRST_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Most sessions one history request returns.
-pub const MAX_SESSIONS: u32 = 1_000;
 
 /// The `rollcall-sql` settings for `url` on this node. With SQLite the spill file sits
 /// beside the database file (`rollcall.db-spill-<node>.jsonl`); otherwise in the working
@@ -202,5 +165,37 @@ pub fn unavailable(e: &SqlError) -> String {
             format!("database unavailable (down: {why}); retry later")
         }
         other => format!("database unavailable: {other}"),
+    }
+}
+
+/// Hands a status event to the writer (a channel send: never blocks).
+pub fn record(hub: &Hub, e: &rollcall_core::StatusEvent, unix_ms: u64) {
+    if let Some(p) = hub.persistence.get() {
+        p.record(e, unix_ms);
+    }
+}
+
+/// Appends the writer's metrics to `/metrics`.
+pub fn render_metrics(hub: &Hub, text: &mut String) {
+    if let Some(p) = hub.persistence.get() {
+        p.metrics().render(text);
+    }
+}
+
+/// Readiness of the database: `off` without one, `down` until the writer has connected,
+/// migrated and recovered and while it is unreachable, else `ok`.
+pub fn readiness(hub: &Hub) -> &'static str {
+    match (&hub.cfg.database_url, hub.persistence.get()) {
+        (None, _) => "off",
+        (Some(_), None) => "down",
+        (Some(_), Some(p)) if p.db().is_up() => "ok",
+        (Some(_), Some(_)) => "down",
+    }
+}
+
+/// On shutdown: flushes what is queued within `left` (the rest stays in the spill file).
+pub async fn shutdown(hub: &Hub, left: std::time::Duration) {
+    if let Some(p) = hub.persistence.get() {
+        p.shutdown(left).await;
     }
 }
