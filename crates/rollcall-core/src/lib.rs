@@ -50,14 +50,18 @@ mod diff;
 mod engine;
 mod error;
 mod ids;
+mod intern;
 mod json;
 mod liveness;
 mod meta;
 mod output;
+mod query;
+mod slab;
 mod status;
 mod table;
 mod time;
 mod timer;
+mod topics;
 
 pub use config::Config;
 pub use diff::{Diff, DiffEntry, PresenceView};
