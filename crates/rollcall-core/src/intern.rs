@@ -49,10 +49,15 @@ impl Names {
         }
     }
 
+    /// The bytes of the string stored at `off` (for hashing and comparing).
+    pub(crate) fn bytes(&self, off: u32) -> &[u8] {
+        let (start, end) = self.span(off);
+        &self.bytes[start..end]
+    }
+
     /// The string stored at `off`.
     pub(crate) fn get(&self, off: u32) -> &str {
-        let (start, end) = self.span(off);
-        std::str::from_utf8(&self.bytes[start..end]).expect("stored from a &str")
+        std::str::from_utf8(self.bytes(off)).expect("stored from a &str")
     }
 
     /// Marks the string at `off` as dead.

@@ -52,6 +52,7 @@ mod error;
 mod ids;
 mod intern;
 mod json;
+mod keys;
 mod liveness;
 mod meta;
 mod output;

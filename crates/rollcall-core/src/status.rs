@@ -1,8 +1,7 @@
 //! User-level status of keys across all topics and connections: online / idle / offline,
 //! `last_seen`, debounced login and logout, and watchers to notify.
 //!
-//! Keys are interned: each known key has a `u32` id, a 32-byte [`KeyState`] in a slab and its
-//! text once in the [`Names`] arena; everything else refers to it by id.
+//! Keys are interned ([`KeyIds`]): the status lives in each key's 32-byte record.
 //!
 //! A key is online while it has a live presence anywhere. When its last presence leaves, the
 //! logout waits `offline_grace`; a new presence within that time cancels it, so a reload or a
@@ -11,75 +10,17 @@
 //! leaves still counts as the key's last activity.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 
-use foldhash::fast::{FixedState, RandomState};
-use hashbrown::HashTable;
+use foldhash::fast::RandomState;
 use smallvec::SmallVec;
 
 use crate::config::Config;
 use crate::ids::{Key, WatchId};
-use crate::intern::Names;
+use crate::keys::{KeyIds, KeyState, pack};
 use crate::output::{KeyStatus, LeaveReason, Outputs, Status, StatusEvent, WatchEvent};
-use crate::slab::{NONE, Slab};
+use crate::slab::NONE;
 use crate::time::Millis;
-use crate::timer::{Deadlines, TOKEN_MASK, token};
-
-/// One known key. The status shares a word with the token of the key's live timer: the idle
-/// check while online or idle, the forget deadline while offline (0: none armed).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct KeyState {
-    last_seen: Millis,
-    last_activity: Millis,
-    /// Offset of the key's text in the arena; `NONE` while the slot is free.
-    name: u32,
-    /// First presence of this key in the presence table's per-key chain (`NONE`: no presence).
-    pub(crate) head: u32,
-    /// Distinct connections holding a presence of the key.
-    conns: u32,
-    timer: u32,
-}
-
-impl Default for KeyState {
-    fn default() -> Self {
-        KeyState {
-            last_seen: Millis::ZERO,
-            last_activity: Millis::ZERO,
-            name: NONE,
-            head: NONE,
-            conns: 0,
-            timer: pack(Status::Offline, 0),
-        }
-    }
-}
-
-fn pack(status: Status, token: u32) -> u32 {
-    let s = match status {
-        Status::Online => 0,
-        Status::Idle => 1,
-        Status::Offline => 2,
-    };
-    (s << 30) | token
-}
-
-impl KeyState {
-    fn status(&self) -> Status {
-        match self.timer >> 30 {
-            0 => Status::Online,
-            1 => Status::Idle,
-            _ => Status::Offline,
-        }
-    }
-    fn token(&self) -> u32 {
-        self.timer & TOKEN_MASK
-    }
-    fn set_status(&mut self, s: Status) {
-        self.timer = pack(s, self.token());
-    }
-    fn set_token(&mut self, t: u32) {
-        self.timer = pack(self.status(), t);
-    }
-}
+use crate::timer::{Deadlines, token};
 
 #[derive(Debug, Clone, Copy)]
 struct PendingLogout {
@@ -93,10 +34,7 @@ type Watchers = HashMap<Key, SmallVec<[WatchId; 2]>, RandomState>;
 /// Every key's status.
 #[derive(Debug)]
 pub(crate) struct KeyTable {
-    names: Names,
-    states: Slab<KeyState>,
-    index: HashTable<u32>,
-    hasher: FixedState,
+    ids: KeyIds,
     /// Keys whose last presence left, waiting out `offline_grace` (only those).
     pending: HashMap<u32, PendingLogout, RandomState>,
     watchers: Watchers,
@@ -111,10 +49,7 @@ pub(crate) struct KeyTable {
 impl KeyTable {
     pub(crate) fn new(cfg: &Config) -> Self {
         KeyTable {
-            names: Names::default(),
-            states: Slab::default(),
-            index: HashTable::new(),
-            hasher: FixedState::with_seed(cfg.ref_seed),
+            ids: KeyIds::new(cfg.ref_seed),
             pending: HashMap::default(),
             watchers: HashMap::default(),
             grace: Deadlines::new(cfg.timer_granularity),
@@ -127,42 +62,25 @@ impl KeyTable {
 
     /// The id of `key`, if known.
     pub(crate) fn find(&self, key: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(key);
-        let (names, states) = (&self.names, &self.states);
-        self.index
-            .find(hash, |&id| names.get(states.get(id).name) == key)
-            .copied()
+        self.ids.find(key)
     }
 
     /// The id of `key`, creating an offline record seen at `now` if it is new.
     pub(crate) fn intern(&mut self, key: &str, now: Millis) -> u32 {
-        if let Some(id) = self.find(key) {
-            return id;
-        }
-        let id = self.states.insert(KeyState {
-            last_seen: now,
-            last_activity: now,
-            name: self.names.push(key),
-            ..KeyState::default()
-        });
-        let (names, states, hasher) = (&self.names, &self.states, &self.hasher);
-        self.index.insert_unique(hasher.hash_one(key), id, |&i| {
-            hasher.hash_one(names.get(states.get(i).name))
-        });
-        id
+        self.ids.intern(key, now)
     }
 
     /// The text of key `id`.
     pub(crate) fn name(&self, id: u32) -> &str {
-        self.names.get(self.states.get(id).name)
+        self.ids.name(id)
     }
 
     pub(crate) fn state(&self, id: u32) -> &KeyState {
-        self.states.get(id)
+        self.ids.get(id)
     }
 
     pub(crate) fn state_mut(&mut self, id: u32) -> &mut KeyState {
-        self.states.get_mut(id)
+        self.ids.get_mut(id)
     }
 
     /// A presence of key `id` appeared at `now` (already linked); `new_conn` when its
@@ -177,7 +95,7 @@ impl KeyTable {
         out: &mut Outputs,
     ) {
         self.pending.remove(&id);
-        let state = self.states.get_mut(id);
+        let state = self.ids.get_mut(id);
         state.conns += u32::from(new_conn);
         state.last_seen = state.last_seen.max(now);
         state.last_activity = state.last_activity.max(now);
@@ -202,7 +120,7 @@ impl KeyTable {
             });
             notify(&self.watchers, key, Status::Online, out);
         }
-        let state = self.states.get_mut(id);
+        let state = self.ids.get_mut(id);
         if state.token() == 0
             && let Some(idle_after) = cfg.idle_after
         {
@@ -225,7 +143,7 @@ impl KeyTable {
         cfg: &Config,
         out: &mut Outputs,
     ) {
-        let state = self.states.get_mut(id);
+        let state = self.ids.get_mut(id);
         state.conns -= u32::from(last_of_conn);
         state.last_seen = state.last_seen.max(at);
         if state.head != NONE {
@@ -245,7 +163,7 @@ impl KeyTable {
         let Some(id) = self.find(key) else {
             return;
         };
-        let state = self.states.get_mut(id);
+        let state = self.ids.get_mut(id);
         if state.head == NONE {
             return;
         }
@@ -274,7 +192,7 @@ impl KeyTable {
     ) {
         self.pending.remove(&id);
         let forget = token(self.forget.schedule(now + cfg.forget_offline_after, id));
-        let state = self.states.get_mut(id);
+        let state = self.ids.get_mut(id);
         state.timer = pack(Status::Offline, forget);
         self.online -= 1;
         let key = Key::new(self.name(id));
@@ -283,29 +201,9 @@ impl KeyTable {
         self.evict_over_cap(cfg);
     }
 
-    /// Forgets key `id` (offline, unwatched): its record, index entry and text.
-    fn forget(&mut self, id: u32) {
-        let name = self.states.get(id).name;
-        let hash = self.hasher.hash_one(self.names.get(name));
-        if let Ok(entry) = self.index.find_entry(hash, |&i| i == id) {
-            entry.remove();
-        }
-        self.names.release(name);
-        self.states.remove(id);
-        if self.names.wants_compaction() {
-            let mut fresh = Names::default();
-            for state in self.states.iter_mut() {
-                if state.name != NONE {
-                    state.name = fresh.push(self.names.get(state.name));
-                }
-            }
-            self.names = fresh;
-        }
-    }
-
     /// Whether key `id` is offline and its live timer token is `bucket`'s.
     fn offline_due(&self, id: u32, bucket: u64) -> bool {
-        let s = self.states.get(id);
+        let s = self.ids.get(id);
         s.name != NONE && s.status() == Status::Offline && s.token() == token(bucket)
     }
 
@@ -321,10 +219,10 @@ impl KeyTable {
                 continue; // stale entry
             }
             if self.watchers.contains_key(self.name(id)) {
-                self.states.get_mut(id).set_token(0);
+                self.ids.get_mut(id).set_token(0);
                 continue;
             }
-            self.forget(id);
+            self.ids.forget(id);
             self.evicted += 1;
         }
     }
@@ -338,14 +236,14 @@ impl KeyTable {
                 .pending
                 .get(&id)
                 .copied()
-                .filter(|p| p.bucket == token(bucket) && self.states.get(id).head == NONE);
+                .filter(|p| p.bucket == token(bucket) && self.ids.get(id).head == NONE);
             if let Some(p) = pending {
                 self.logout(id, p.at, p.reason, now, cfg, out);
             }
         }
         self.idle.pop_due(now, &mut due);
         for (bucket, id) in due.drain(..) {
-            let state = self.states.get_mut(id);
+            let state = self.ids.get_mut(id);
             if state.name == NONE
                 || state.token() != token(bucket)
                 || state.status() != Status::Online
@@ -374,9 +272,9 @@ impl KeyTable {
             }
             if self.watchers.contains_key(self.name(id)) {
                 // kept while watched; `remove_watcher` queues it again
-                self.states.get_mut(id).set_token(0);
+                self.ids.get_mut(id).set_token(0);
             } else {
-                self.forget(id);
+                self.ids.forget(id);
             }
         }
     }
@@ -402,7 +300,7 @@ impl KeyTable {
                 connections: 0,
             },
             Some(id) => {
-                let s = self.states.get(id);
+                let s = self.ids.get(id);
                 KeyStatus {
                     key: key.clone(),
                     status: s.status(),
@@ -430,11 +328,11 @@ impl KeyTable {
         }
         self.watchers.remove(key.as_str());
         if let Some(id) = self.find(key) {
-            let state = self.states.get(id);
+            let state = self.ids.get(id);
             if state.status() == Status::Offline && state.token() == 0 {
                 let at = state.last_seen + cfg.forget_offline_after;
                 let t = token(self.forget.schedule(at, id));
-                self.states.get_mut(id).set_token(t);
+                self.ids.get_mut(id).set_token(t);
                 self.evict_over_cap(cfg);
             }
         }
@@ -447,7 +345,7 @@ impl KeyTable {
 
     /// Offline keys still remembered (every record not online is offline).
     pub(crate) fn offline(&self) -> usize {
-        self.states.len() - self.online
+        self.ids.len() - self.online
     }
 
     /// Offline keys forgotten early to stay within `max_offline_keys`, since start.
@@ -468,3 +366,6 @@ fn notify(watchers: &Watchers, key: &Key, status: Status, out: &mut Outputs) {
         }));
     }
 }
+
+#[cfg(test)]
+mod tests;

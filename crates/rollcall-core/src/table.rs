@@ -368,3 +368,6 @@ impl Table {
         self.presences.len()
     }
 }
+
+#[cfg(test)]
+mod tests;
