@@ -12,6 +12,7 @@ use std::hash::BuildHasher;
 
 use foldhash::fast::FixedState;
 use hashbrown::HashTable;
+use smallvec::{SmallVec, smallvec};
 
 use crate::config::Config;
 use crate::error::ConnectError;
@@ -39,7 +40,7 @@ pub(crate) struct ConnRecord {
 pub(crate) struct Gone {
     pub(crate) conn: ConnId,
     pub(crate) last_beat: Millis,
-    pub(crate) presences: Vec<u32>,
+    pub(crate) presences: SmallVec<[u32; 4]>,
 }
 
 /// One shard's connections.
@@ -163,9 +164,9 @@ impl ConnShard {
             entry.remove();
         }
         let presences = match r.tracks {
-            NONE => Vec::new(),
-            t if t & MANY != 0 => self.lists.remove(t & !MANY),
-            t => vec![t],
+            NONE => SmallVec::new(),
+            t if t & MANY != 0 => SmallVec::from_vec(self.lists.remove(t & !MANY)),
+            t => smallvec![t],
         };
         Gone {
             conn: ConnId(r.id),
@@ -275,7 +276,10 @@ mod tests {
         s.remove_presence(slot, 4);
         assert_eq!(s.presences(slot), &[2]);
         let gone = s.remove(ConnId(7)).unwrap();
-        assert_eq!((gone.conn, gone.presences), (ConnId(7), vec![2]));
+        assert_eq!(
+            (gone.conn, gone.presences.as_slice()),
+            (ConnId(7), &[2][..])
+        );
         assert!(s.find(ConnId(7)).is_none());
     }
 }
