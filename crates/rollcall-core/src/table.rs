@@ -75,9 +75,16 @@ impl Table {
         let pr = self.presences.get(p);
         PresenceView {
             presence_ref: PresenceRef::new(pr.presence_ref).expect("live presence"),
-            prev_ref: self.prev_refs.get(&p).copied(),
+            prev_ref: self.prev_ref(p),
             meta: pr.meta.clone().expect("live presence"),
         }
+    }
+
+    fn prev_ref(&self, p: u32) -> Option<PresenceRef> {
+        if self.prev_refs.is_empty() {
+            return None;
+        }
+        self.prev_refs.get(&p).copied()
     }
 
     /// The key id of presence `p`.
@@ -87,8 +94,14 @@ impl Table {
 
     /// Among `held` (one connection's presences), the one for `topic`/`key`.
     pub(crate) fn find_held(&self, held: &[u32], topic: &str, key: &str) -> Option<u32> {
-        let t = self.topics.find(topic)?;
-        let k = self.keys.find(key)?;
+        if held.is_empty() {
+            return None;
+        }
+        self.held(held, self.topics.find(topic)?, self.keys.find(key)?)
+    }
+
+    /// Among `held`, the presence in topic `t` under key `k`.
+    fn held(&self, held: &[u32], t: u32, k: u32) -> Option<u32> {
         held.iter().copied().find(|&p| {
             let pr = self.presences.get(p);
             pr.topic == t && pr.key == k
@@ -125,10 +138,13 @@ impl Table {
         cfg: &Config,
         out: &mut Outputs,
     ) -> Result<TrackOutcome, TrackError> {
-        if let Some(p) = self.find_held(held, topic, key) {
+        // One lookup of each name: a track is mostly these two probes.
+        let (t, k) = (self.topics.find(topic), self.keys.find(key));
+        if let (Some(t), Some(k)) = (t, k)
+            && let Some(p) = self.held(held, t, k)
+        {
             return Ok(self.update(p, key, meta, now, mint, cfg, out));
         }
-        let (t, k) = (self.topics.find(topic), self.keys.find(key));
         let in_topic = match (t, k) {
             (Some(t), Some(k)) => self.chain(k, t).count(),
             _ => 0,
@@ -145,8 +161,8 @@ impl Table {
                 max: cfg.max_presences_per_key,
             });
         }
-        let t = self.topics.intern(topic);
-        let k = self.keys.intern(key, now);
+        let t = t.unwrap_or_else(|| self.topics.intern(topic));
+        let k = k.unwrap_or_else(|| self.keys.intern(key, now));
         let r = mint();
         let p = self.presences.insert(Presence {
             meta: Some(meta),
@@ -281,7 +297,9 @@ impl Table {
         };
         self.unlink(k, p);
         self.presences.remove(p);
-        self.prev_refs.remove(&p);
+        if !self.prev_refs.is_empty() {
+            self.prev_refs.remove(&p);
+        }
         if let Some(moved) = self.topics.remove_member(t, pos) {
             self.presences.get_mut(moved).pos = pos;
         }
@@ -349,7 +367,7 @@ impl Table {
                     let pr = self.presences.get(p);
                     let r = PresenceRef::new(pr.presence_ref).expect("live presence");
                     let meta = pr.meta.as_ref().expect("live presence");
-                    (meta, r, self.prev_refs.get(&p).copied())
+                    (meta, r, self.prev_ref(p))
                 });
                 (self.keys.name(*k), views)
             }),
