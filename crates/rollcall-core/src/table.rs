@@ -320,31 +320,28 @@ impl Table {
         self.topics.drop_if_idle(t);
     }
 
-    /// The members of `topic` grouped by key id, keys in order of first appearance.
-    fn grouped(&self, topic: &str) -> Vec<(u32, Vec<u32>)> {
+    /// The members of `topic` as (key id, presence id), sorted by key id so each key's
+    /// presences are adjacent (in the order they joined the topic's vector).
+    fn grouped(&self, topic: &str) -> Vec<(u32, u32)> {
         let Some(t) = self.topics.find(topic) else {
             return Vec::new();
         };
-        let mut slot: HashMap<u32, usize, RandomState> = HashMap::default();
-        let mut groups: Vec<(u32, Vec<u32>)> = Vec::new();
-        for &p in &self.topics.get(t).members {
-            let k = self.presences.get(p).key;
-            let i = *slot.entry(k).or_insert_with(|| {
-                groups.push((k, Vec::new()));
-                groups.len() - 1
-            });
-            groups[i].1.push(p);
-        }
-        groups
+        let members = &self.topics.get(t).members;
+        let mut pairs: Vec<(u32, u32)> = members
+            .iter()
+            .map(|&p| (self.presences.get(p).key, p))
+            .collect();
+        pairs.sort_by_key(|&(k, _)| k);
+        pairs
     }
 
     /// The presences of `topic`, grouped by key.
     pub(crate) fn list(&self, topic: &str) -> Vec<(Key, Vec<PresenceView>)> {
         self.grouped(topic)
-            .into_iter()
-            .map(|(k, ps)| {
-                let key = Key::new(self.keys.name(k));
-                (key, ps.into_iter().map(|p| self.view(p)).collect())
+            .chunk_by(|a, b| a.0 == b.0)
+            .map(|g| {
+                let key = Key::new(self.keys.name(g[0].0));
+                (key, g.iter().map(|&(_, p)| self.view(p)).collect())
             })
             .collect()
     }
@@ -359,17 +356,17 @@ impl Table {
 
     /// Writes the `presence_state` payload of `topic` (`{}` when empty).
     pub(crate) fn write_state_json(&self, topic: &str, out: &mut Vec<u8>) {
-        let groups = self.grouped(topic);
+        let pairs = self.grouped(topic);
         crate::json::write_groups(
             out,
-            groups.iter().map(|(k, ps)| {
-                let views = ps.iter().map(|&p| {
+            pairs.chunk_by(|a, b| a.0 == b.0).map(|g| {
+                let views = g.iter().map(|&(_, p)| {
                     let pr = self.presences.get(p);
                     let r = PresenceRef::new(pr.presence_ref).expect("live presence");
                     let meta = pr.meta.as_ref().expect("live presence");
                     (meta, r, self.prev_ref(p))
                 });
-                (self.keys.name(*k), views)
+                (self.keys.name(g[0].0), views)
             }),
         );
     }
