@@ -37,6 +37,19 @@ pub fn live_bytes() -> isize {
     LIVE.load(Ordering::Relaxed)
 }
 
+/// CPU seconds (user + system) the calling thread has used, from `/proc/thread-self/stat`
+/// (Linux; 10 ms resolution, in USER_HZ = 100 ticks). On a machine shared with other work the
+/// wall clock counts time spent waiting for a core; this does not. `None` off Linux.
+pub fn thread_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ').skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
 /// The Phoenix.Tracker reference workload: `n` presences over `topics` topics, one connection
 /// and one key each, meta `{status, online_at}` (as in the Tracker measurement we compare to).
 pub struct Workload {

@@ -1,6 +1,6 @@
 //! Presence diffs (`joins`/`leaves`) and the batcher that coalesces them per topic.
 
-use crate::ids::{ConnId, Key, PresenceRef};
+use crate::ids::{Key, PresenceRef};
 use crate::meta::Meta;
 
 /// One presence as clients see it: its ref, the ref it replaced (on update) and its meta.
@@ -12,13 +12,6 @@ pub struct PresenceView {
     pub prev_ref: Option<PresenceRef>,
     /// The tracked meta.
     pub meta: Meta,
-}
-
-/// A presence stored in the table: the view plus the connection that owns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Presence {
-    pub(crate) conn: ConnId,
-    pub(crate) view: PresenceView,
 }
 
 /// One entry of a diff: a key and one of its presences.

@@ -1,29 +1,29 @@
-//! The engine: the only file with locks. Three independently sharded maps, each shard behind
-//! a `std::sync::Mutex` that is held for a few hash operations and never across I/O:
+//! The engine: the only file with locks. Two kinds, each held for a few slab and hash
+//! operations and never across I/O:
 //!
-//! * connections (liveness, and the (topic, key) pairs each one tracks), sharded by `ConnId`;
-//! * topics (the presence table and diff batching), sharded by topic;
-//! * keys (status, grace, idle, watchers), sharded by key.
+//! * connection shards (liveness, and the ids of the presences each connection holds),
+//!   sharded by `ConnId` into `Config::shards` mutexes;
+//! * the table (presences, topics and key statuses, all cross-linked by `u32` ids), one mutex.
 //!
-//! Lock order is always connection → topic → key, so there is no deadlock; a heartbeat takes
-//! one connection-shard lock and nothing else, and tracks in unrelated topics by unrelated
-//! connections touch disjoint shards. Holding the connection shard across a track is what
-//! makes a track and a concurrent expiry of the same connection serialise cleanly.
+//! Lock order is always connection shard → table, so there is no deadlock. A heartbeat takes
+//! one connection-shard lock and nothing else; a track takes its connection's shard and the
+//! table. Holding the connection shard across a track is what makes a track and a concurrent
+//! expiry of the same connection serialise cleanly. The table is one lock because presences
+//! are linked to their topic and their key by id: a track costs a few hundred nanoseconds
+//! under it, which one core can do over a million times a second.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::config::Config;
-use crate::diff::PresenceView;
-use crate::error::{ConfigError, ConnectError, QueryError, TrackError};
+use crate::error::{ConfigError, ConnectError, TrackError};
 use crate::ids::{ConnId, Key, PresenceRef, Topic, WatchId};
-use crate::liveness::{ConnRecord, ConnShard};
+use crate::liveness::{ConnShard, Gone};
 use crate::meta::Meta;
-use crate::output::{KeyStatus, LeaveReason, Outputs, TopicDiff};
-use crate::status::KeyShard;
-use crate::table::{TopicShard, TrackChange};
+use crate::output::{LeaveReason, Outputs, TopicDiff};
+use crate::table::{Table, TrackChange};
 use crate::time::Millis;
 
 /// The sans-IO presence engine. Share it (`Arc<Engine>`) between threads; every method
@@ -34,18 +34,17 @@ use crate::time::Millis;
 /// socket closes, and [`Engine::tick`] whenever [`Engine::poll_timeout`] says (or on a fixed
 /// period). Each mutating call appends to an [`Outputs`] the caller drains.
 pub struct Engine {
-    cfg: Config,
-    conns: Box<[Mutex<ConnShard>]>,
-    topics: Box<[Mutex<TopicShard>]>,
-    keys: Box<[Mutex<KeyShard>]>,
+    pub(crate) cfg: Config,
+    pub(crate) conns: Box<[Mutex<ConnShard>]>,
+    pub(crate) table: Mutex<Table>,
     hasher: foldhash::fast::FixedState,
     next_ref: AtomicU64,
-    next_watch: AtomicU64,
-    watches: Mutex<HashMap<WatchId, Vec<Key>>>,
+    pub(crate) next_watch: AtomicU64,
+    pub(crate) watches: Mutex<HashMap<WatchId, Vec<Key>>>,
     sink: Option<DiffSink>,
 }
 
-/// Receives each diff while its topic's shard is still locked, so diffs of one topic reach the
+/// Receives each diff while the table is still locked, so diffs of one topic reach the
 /// sink in exactly the order they were produced, whichever threads produced them. It must be
 /// quick and must not block or call back into the engine (enqueue the bytes and return).
 pub type DiffSink = Box<dyn Fn(&TopicDiff) + Send + Sync>;
@@ -87,7 +86,7 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a shard would be a bug in this crate; the state is still
     // structurally valid (no operation leaves it half-written), so keep serving.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -103,8 +102,7 @@ impl Engine {
         let n = cfg.shards;
         Ok(Engine {
             conns: (0..n).map(|_| Mutex::new(ConnShard::new(&cfg))).collect(),
-            topics: (0..n).map(|_| Mutex::new(TopicShard::new(&cfg))).collect(),
-            keys: (0..n).map(|_| Mutex::new(KeyShard::new(&cfg))).collect(),
+            table: Mutex::new(Table::new(&cfg)),
             hasher: foldhash::fast::FixedState::with_seed(cfg.ref_seed),
             // refs: 24 bits of seed, then a 40-bit counter
             next_ref: AtomicU64::new(((cfg.ref_seed & 0xff_ffff) << 40) | 1),
@@ -115,7 +113,7 @@ impl Engine {
         })
     }
 
-    /// Builds an engine that hands every diff to `sink` (under the topic's lock, hence in
+    /// Builds an engine that hands every diff to `sink` (under the table lock, hence in
     /// order per topic) instead of appending it to `Outputs::diffs`.
     ///
     /// # Errors
@@ -127,7 +125,7 @@ impl Engine {
     }
 
     /// Passes diffs appended since `mark` to the sink, if there is one. Call with the topic
-    /// shard still locked.
+    /// table still locked.
     fn route(&self, diffs: &mut Vec<TopicDiff>, mark: usize) {
         if let Some(sink) = &self.sink {
             for d in diffs.drain(mark..) {
@@ -141,20 +139,12 @@ impl Engine {
         &self.cfg
     }
 
-    fn shard_of<T: Hash + ?Sized>(&self, v: &T) -> usize {
-        (self.hasher.hash_one(v) % self.cfg.shards as u64) as usize
-    }
-
     fn conn_shard(&self, conn: ConnId) -> MutexGuard<'_, ConnShard> {
-        lock(&self.conns[self.shard_of(&conn.0)])
+        lock(&self.conns[self.shard_index(conn)])
     }
 
-    fn topic_shard(&self, topic: &str) -> MutexGuard<'_, TopicShard> {
-        lock(&self.topics[self.shard_of(topic)])
-    }
-
-    fn key_shard(&self, key: &str) -> MutexGuard<'_, KeyShard> {
-        lock(&self.keys[self.shard_of(key)])
+    fn shard_index(&self, conn: ConnId) -> usize {
+        (self.hasher.hash_one(conn.0) % self.conns.len() as u64) as usize
     }
 
     fn mint_ref(&self) -> PresenceRef {
@@ -174,6 +164,24 @@ impl Engine {
     /// open. Takes one shard lock and allocates nothing.
     pub fn heartbeat(&self, conn: ConnId, now: Millis) -> bool {
         self.conn_shard(conn).heartbeat(conn, now)
+    }
+
+    /// [`Engine::heartbeat`] for many connections at once (e.g. every connection that sent a
+    /// frame during one wake of the server), taking each shard lock once. Returns how many
+    /// of `conns` were open.
+    pub fn heartbeat_many(&self, conns: &[ConnId], now: Millis) -> usize {
+        let mut order: Vec<(usize, ConnId)> =
+            conns.iter().map(|&c| (self.shard_index(c), c)).collect();
+        order.sort_unstable_by_key(|&(s, _)| s);
+        let mut open = 0;
+        for group in order.chunk_by(|a, b| a.0 == b.0) {
+            let mut shard = lock(&self.conns[group[0].0]);
+            open += group
+                .iter()
+                .filter(|&&(_, c)| shard.heartbeat(c, now))
+                .count();
+        }
+        open
     }
 
     /// Tracks `conn` as present under `key` in `topic` with `meta`, or updates its meta.
@@ -206,29 +214,30 @@ impl Engine {
             });
         }
         let mut conns = self.conn_shard(conn);
-        let record = conns
-            .get_mut(conn)
+        let slot = conns
+            .find(conn)
             .ok_or(TrackError::UnknownConnection(conn))?;
-        record.last_beat = record.last_beat.max(now);
-        let mut topics = self.topic_shard(topic);
-        let (presence_ref, change, diff) =
-            topics.track(topic, key, conn, meta, || self.mint_ref(), &self.cfg)?;
-        match change {
-            TrackChange::Joined => {
-                record.tracks.push((topic.clone(), key.clone()));
-                self.key_shard(key)
-                    .presence_added(key, conn, now, &self.cfg, out);
-            }
-            TrackChange::Updated => self.key_shard(key).activity(key, now, &self.cfg, out),
-            TrackChange::Unchanged => {}
-        }
+        conns.beat(slot, now);
+        let mut table = lock(&self.table);
         let mark = out.diffs.len();
-        topics.emit(topic, diff, now, &self.cfg, &mut out.diffs);
+        let done = table.track(
+            conns.presences(slot),
+            topic,
+            key,
+            meta,
+            now,
+            || self.mint_ref(),
+            &self.cfg,
+            out,
+        )?;
+        if let Some(p) = done.joined {
+            conns.add_presence(slot, p);
+        }
         self.route(&mut out.diffs, mark);
-        drop(topics);
+        drop(table);
         Ok(Tracked {
-            presence_ref,
-            change,
+            presence_ref: done.presence_ref,
+            change: done.change,
         })
     }
 
@@ -245,26 +254,28 @@ impl Engine {
         out: &mut Outputs,
     ) -> Result<bool, TrackError> {
         let mut conns = self.conn_shard(conn);
-        let record = conns
-            .get_mut(conn)
+        let slot = conns
+            .find(conn)
             .ok_or(TrackError::UnknownConnection(conn))?;
-        record.last_beat = record.last_beat.max(now);
-        let Some(i) = record
-            .tracks
-            .iter()
-            .position(|(t, k)| t == topic && k == key)
-        else {
+        conns.beat(slot, now);
+        let mut table = lock(&self.table);
+        let Some(p) = table.find_held(conns.presences(slot), topic, key) else {
             return Ok(false);
         };
-        record.tracks.swap_remove(i);
-        self.remove_presence(conn, topic, key, now, LeaveReason::Untracked, now, out);
+        conns.remove_presence(slot, p);
+        let k = table.key_of(p);
+        let last_of_conn = !conns.presences(slot).iter().any(|&q| table.key_of(q) == k);
+        let mark = out.diffs.len();
+        let reason = LeaveReason::Untracked;
+        table.remove(p, Some(key), last_of_conn, now, reason, now, &self.cfg, out);
+        self.route(&mut out.diffs, mark);
         Ok(true)
     }
 
     /// Records activity of `key` (e.g. a broadcast from a channel tracking it): an idle key
     /// becomes online again.
     pub fn activity(&self, key: &Key, now: Millis, out: &mut Outputs) {
-        self.key_shard(key).activity(key, now, &self.cfg, out);
+        lock(&self.table).keys.activity(key, now, &self.cfg, out);
     }
 
     /// The socket of `conn` closed: all its presences leave at once (reason `Closed`).
@@ -281,48 +292,37 @@ impl Engine {
         reason: LeaveReason,
         out: &mut Outputs,
     ) -> bool {
-        let record = self.conn_shard(conn).remove(conn);
-        match record {
-            Some(record) => {
-                self.drop_connection(conn, record, now, reason, now, out);
+        let gone = self.conn_shard(conn).remove(conn);
+        match gone {
+            Some(gone) => {
+                self.drop_connection(gone, now, reason, now, out);
                 true
             }
             None => false,
         }
     }
 
+    /// Removes the presences of a closed or expired connection.
     fn drop_connection(
         &self,
-        conn: ConnId,
-        record: ConnRecord,
+        gone: Gone,
         at: Millis,
         reason: LeaveReason,
         now: Millis,
         out: &mut Outputs,
     ) {
-        for (topic, key) in record.tracks {
-            self.remove_presence(conn, &topic, &key, at, reason, now, out);
+        if gone.presences.is_empty() {
+            return;
         }
-    }
-
-    fn remove_presence(
-        &self,
-        conn: ConnId,
-        topic: &Topic,
-        key: &Key,
-        at: Millis,
-        reason: LeaveReason,
-        now: Millis,
-        out: &mut Outputs,
-    ) {
-        let mut topics = self.topic_shard(topic);
-        if let Some(diff) = topics.untrack(topic, key, conn) {
-            self.key_shard(key)
-                .presence_removed(key, conn, at, reason, now, &self.cfg, out);
-            let mark = out.diffs.len();
-            topics.emit(topic, diff, now, &self.cfg, &mut out.diffs);
-            self.route(&mut out.diffs, mark);
+        let mut table = lock(&self.table);
+        let mark = out.diffs.len();
+        for (i, &p) in gone.presences.iter().enumerate() {
+            let k = table.key_of(p);
+            let rest = &gone.presences[i + 1..];
+            let last_of_conn = !rest.iter().any(|&q| table.key_of(q) == k);
+            table.remove(p, None, last_of_conn, at, reason, now, &self.cfg, out);
         }
+        self.route(&mut out.diffs, mark);
     }
 
     /// Runs every timer due at `now`: expires silent connections (their ids go to
@@ -333,144 +333,31 @@ impl Engine {
         for shard in self.conns.iter() {
             lock(shard).pop_expired(now, &self.cfg, &mut expired);
         }
-        for (conn, record) in expired {
-            out.expired.push(conn);
-            let at = record.last_beat;
-            self.drop_connection(conn, record, at, LeaveReason::Timeout, now, out);
+        for gone in expired {
+            out.expired.push(gone.conn);
+            let at = gone.last_beat;
+            self.drop_connection(gone, at, LeaveReason::Timeout, now, out);
         }
-        for shard in self.keys.iter() {
-            lock(shard).tick(now, &self.cfg, out);
-        }
-        for shard in self.topics.iter() {
-            let mut guard = lock(shard);
-            let mark = out.diffs.len();
-            guard.flush(now, false, &mut out.diffs);
-            self.route(&mut out.diffs, mark);
-        }
+        let mut table = lock(&self.table);
+        table.keys.tick(now, &self.cfg, out);
+        let mark = out.diffs.len();
+        table.topics.flush(now, false, &mut out.diffs);
+        self.route(&mut out.diffs, mark);
     }
 
     /// Emits every pending diff batch now (for shutdown).
     pub fn flush(&self, out: &mut Outputs) {
-        for shard in self.topics.iter() {
-            let mut guard = lock(shard);
-            let mark = out.diffs.len();
-            guard.flush(Millis::ZERO, true, &mut out.diffs);
-            self.route(&mut out.diffs, mark);
-        }
+        let mut table = lock(&self.table);
+        let mark = out.diffs.len();
+        table.topics.flush(Millis::ZERO, true, &mut out.diffs);
+        self.route(&mut out.diffs, mark);
     }
 
     /// The earliest time [`Engine::tick`] has work, if any timer is armed.
     pub fn poll_timeout(&self) -> Option<Millis> {
         let conns = self.conns.iter().filter_map(|s| lock(s).next_due());
-        let keys = self.keys.iter().filter_map(|s| lock(s).next_due());
-        let topics = self.topics.iter().filter_map(|s| lock(s).next_due());
-        conns.chain(keys).chain(topics).min()
-    }
-
-    /// Every presence in `topic`, grouped by key.
-    pub fn list(&self, topic: &str) -> Vec<(Key, Vec<PresenceView>)> {
-        self.topic_shard(topic).list(topic)
-    }
-
-    /// The presences of `key` in `topic`.
-    pub fn get(&self, topic: &str, key: &str) -> Vec<PresenceView> {
-        self.topic_shard(topic).get(topic, key)
-    }
-
-    /// Writes `topic`'s `presence_state` payload JSON into `out`.
-    pub fn write_state_json(&self, topic: &str, out: &mut Vec<u8>) {
-        self.topic_shard(topic).write_state_json(topic, out);
-    }
-
-    /// Number of keys present in `topic`.
-    pub fn key_count(&self, topic: &str) -> usize {
-        self.topic_shard(topic).key_count(topic)
-    }
-
-    /// Status of each key, in the order asked.
-    ///
-    /// # Errors
-    /// [`QueryError::TooManyKeys`] over `max_batch_keys`, [`QueryError::KeyTooLong`] for a key
-    /// over `max_key_bytes`.
-    pub fn statuses(&self, keys: &[Key], now: Millis) -> Result<Vec<KeyStatus>, QueryError> {
-        self.check_batch(keys)?;
-        Ok(keys
-            .iter()
-            .map(|k| self.key_shard(k).status(k, now))
-            .collect())
-    }
-
-    /// Refuses a batch over `max_batch_keys` or holding a key over `max_key_bytes`, before
-    /// anything is looked up or stored per key.
-    fn check_batch(&self, keys: &[Key]) -> Result<(), QueryError> {
-        if keys.len() > self.cfg.max_batch_keys {
-            return Err(QueryError::TooManyKeys {
-                len: keys.len(),
-                max: self.cfg.max_batch_keys,
-            });
-        }
-        let max = self.cfg.max_key_bytes;
-        match keys.iter().find(|k| k.len() > max) {
-            Some(k) => Err(QueryError::KeyTooLong { len: k.len(), max }),
-            None => Ok(()),
-        }
-    }
-
-    /// Registers a watch set over `keys`; from now on `Outputs::watch` carries each real
-    /// status change of those keys for the returned id. Returns the current statuses so the
-    /// watcher starts in sync.
-    ///
-    /// # Errors
-    /// [`QueryError::TooManyKeys`] over `max_batch_keys`, [`QueryError::KeyTooLong`] for a key
-    /// over `max_key_bytes`.
-    pub fn watch(
-        &self,
-        keys: Vec<Key>,
-        now: Millis,
-    ) -> Result<(WatchId, Vec<KeyStatus>), QueryError> {
-        self.check_batch(&keys)?;
-        let id = WatchId(self.next_watch.fetch_add(1, Ordering::Relaxed));
-        let mut unique = keys;
-        unique.sort();
-        unique.dedup();
-        let mut current = Vec::with_capacity(unique.len());
-        for k in &unique {
-            let mut shard = self.key_shard(k);
-            shard.add_watcher(k, id);
-            current.push(shard.status(k, now));
-        }
-        lock(&self.watches).insert(id, unique);
-        Ok((id, current))
-    }
-
-    /// Removes a watch set; returns false if it did not exist.
-    pub fn unwatch(&self, id: WatchId) -> bool {
-        let Some(keys) = lock(&self.watches).remove(&id) else {
-            return false;
-        };
-        for k in &keys {
-            self.key_shard(k).remove_watcher(k, id, &self.cfg);
-        }
-        true
-    }
-
-    /// Live counts. Walks every shard: for metrics scrapes, not hot paths.
-    pub fn stats(&self) -> Stats {
-        let mut s = Stats::default();
-        for shard in self.conns.iter() {
-            s.connections += lock(shard).len();
-        }
-        for shard in self.topics.iter() {
-            let (t, p) = lock(shard).counts();
-            s.topics += t;
-            s.presences += p;
-        }
-        for shard in self.keys.iter() {
-            let shard = lock(shard);
-            s.keys_online += shard.online();
-            s.offline_keys_remembered += shard.offline();
-            s.offline_keys_evicted_total += shard.evicted();
-        }
-        s
+        let table = lock(&self.table);
+        let table_due = [table.keys.next_due(), table.topics.next_due()];
+        conns.chain(table_due.into_iter().flatten()).min()
     }
 }

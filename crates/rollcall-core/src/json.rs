@@ -4,7 +4,8 @@
 //! stored object instead of building a `serde_json::Value`: one pass, no re-serialisation.
 
 use crate::diff::{Diff, DiffEntry, PresenceView};
-use crate::ids::{Key, PRESENCE_REF_LEN};
+use crate::ids::{Key, PRESENCE_REF_LEN, PresenceRef};
+use crate::meta::Meta;
 
 /// Writes a JSON string literal (quoted, escaped).
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
@@ -13,17 +14,27 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
 
 /// Writes one presence as `{...meta,"phx_ref":"..","phx_ref_prev":".."}`.
 pub fn write_presence(out: &mut Vec<u8>, p: &PresenceView) {
+    write_parts(out, &p.meta, p.presence_ref, p.prev_ref);
+}
+
+/// [`write_presence`] from the parts of a view, so the table can render without cloning.
+pub(crate) fn write_parts(
+    out: &mut Vec<u8>,
+    meta: &Meta,
+    presence_ref: PresenceRef,
+    prev_ref: Option<PresenceRef>,
+) {
     let mut buf = [0u8; PRESENCE_REF_LEN];
     out.push(b'{');
-    let members = p.meta.members();
+    let members = meta.members();
     out.extend_from_slice(members.as_bytes());
     if !members.is_empty() {
         out.push(b',');
     }
     out.extend_from_slice(b"\"phx_ref\":\"");
-    out.extend_from_slice(p.presence_ref.encode(&mut buf).as_bytes());
+    out.extend_from_slice(presence_ref.encode(&mut buf).as_bytes());
     out.push(b'"');
-    if let Some(prev) = p.prev_ref {
+    if let Some(prev) = prev_ref {
         out.extend_from_slice(b",\"phx_ref_prev\":\"");
         out.extend_from_slice(prev.encode(&mut buf).as_bytes());
         out.push(b'"');
@@ -37,6 +48,24 @@ where
     I: IntoIterator<Item = (&'a Key, P)>,
     P: IntoIterator<Item = &'a PresenceView>,
 {
+    write_groups(
+        out,
+        keys.into_iter().map(|(k, ps)| {
+            (
+                k.as_str(),
+                ps.into_iter()
+                    .map(|p| (&p.meta, p.presence_ref, p.prev_ref)),
+            )
+        }),
+    );
+}
+
+/// [`write_state`] over keys as text and presences as parts.
+pub(crate) fn write_groups<'a, I, P>(out: &mut Vec<u8>, keys: I)
+where
+    I: IntoIterator<Item = (&'a str, P)>,
+    P: IntoIterator<Item = (&'a Meta, PresenceRef, Option<PresenceRef>)>,
+{
     out.push(b'{');
     let mut first_key = true;
     for (key, presences) in keys {
@@ -46,11 +75,11 @@ where
         first_key = false;
         write_str(out, key);
         out.extend_from_slice(b":{\"metas\":[");
-        for (i, p) in presences.into_iter().enumerate() {
+        for (i, (meta, r, prev)) in presences.into_iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            write_presence(out, p);
+            write_parts(out, meta, r, prev);
         }
         out.extend_from_slice(b"]}");
     }
@@ -94,8 +123,6 @@ impl Diff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::PresenceRef;
-    use crate::meta::Meta;
 
     fn view(r: u64, prev: Option<u64>, meta: &str) -> PresenceView {
         PresenceView {

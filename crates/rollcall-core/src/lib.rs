@@ -25,13 +25,21 @@
 //! See [`Engine`]. Outputs accumulate in a caller-owned [`Outputs`].
 //!
 //! ## Concurrency
-//! [`Engine`] is `Sync`: connections, topics and keys are each split into shards behind
-//! short-held `std::sync::Mutex`es (lock order connection → topic → key). Unrelated topics
-//! never share a lock on the track path; a heartbeat takes exactly one shard lock. See the
+//! [`Engine`] is `Sync`: connections are split into shards behind short-held
+//! `std::sync::Mutex`es, and presences, topics and key statuses form one table behind one
+//! more (lock order connection shard → table). A heartbeat takes exactly one shard lock; a
+//! track takes its connection's shard and the table for a few hundred nanoseconds. See the
 //! `engine` module source for the full story.
 //!
+//! ## Memory
+//! Topics and keys are interned to `u32` ids (key text once, in an arena); connections,
+//! presences and key statuses are fixed-size records in slabs that refer to each other by id
+//! (24, 40 and 32 bytes), found through hash indexes that hold bare ids. A presence shares its
+//! [`Meta`] (reference-counted JSON text) with every diff it appears in.
+//!
 //! ## Dependencies
-//! serde_json (meta validation and string escaping), thiserror, smallvec, foldhash. Nothing
+//! serde_json (meta validation and string escaping), thiserror, smallvec, foldhash,
+//! hashbrown (`HashTable`, for the id-only indexes). Nothing
 //! async and no I/O: adapters depend on this crate, never the reverse.
 //!
 //! ```
@@ -50,14 +58,19 @@ mod diff;
 mod engine;
 mod error;
 mod ids;
+mod intern;
 mod json;
+mod keys;
 mod liveness;
 mod meta;
 mod output;
+mod query;
+mod slab;
 mod status;
 mod table;
 mod time;
 mod timer;
+mod topics;
 
 pub use config::Config;
 pub use diff::{Diff, DiffEntry, PresenceView};

@@ -1,43 +1,78 @@
-//! Connection liveness: last heartbeat per connection and bucketed expiry deadlines.
+//! Connection liveness: last heartbeat per connection, bucketed expiry deadlines, and the ids
+//! of the presences each connection holds.
 //!
 //! A heartbeat only overwrites `last_beat` (O(1), no timer moves). Each connection has one
 //! entry in the deadline buckets; when it pops, the connection either expired
 //! (`last_beat + timeout ≤ now`) or is re-armed at its true deadline. So a connection costs at
 //! most one timer operation per timeout period, and a tick costs O(entries due).
+//!
+//! Records are 24 bytes in a slab; a `u32`-only hash index finds them by [`ConnId`].
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 
-use foldhash::fast::RandomState;
-use smallvec::SmallVec;
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
+use smallvec::{SmallVec, smallvec};
 
 use crate::config::Config;
 use crate::error::ConnectError;
-use crate::ids::{ConnId, Key, Topic};
+use crate::ids::ConnId;
+use crate::slab::{NONE, Slab};
 use crate::time::Millis;
-use crate::timer::Deadlines;
+use crate::timer::{Deadlines, token};
+
+/// Set in [`ConnRecord::tracks`] when it indexes a list of presences rather than being one.
+const MANY: u32 = 1 << 31;
 
 /// One open connection.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct ConnRecord {
+    id: u64,
     pub(crate) last_beat: Millis,
-    bucket: u64,
-    /// Every (topic, key) this connection tracks, so closing it finds its presences.
-    pub(crate) tracks: SmallVec<[(Topic, Key); 1]>,
+    /// Token of the live expiry deadline; 0 marks a free slot.
+    bucket: u32,
+    /// `NONE`, one presence id, or `MANY | i` with `i` indexing the shard's lists.
+    tracks: u32,
+}
+
+/// A closed or expired connection: what the engine needs to remove its presences.
+#[derive(Debug)]
+pub(crate) struct Gone {
+    pub(crate) conn: ConnId,
+    pub(crate) last_beat: Millis,
+    pub(crate) presences: SmallVec<[u32; 4]>,
 }
 
 /// One shard's connections.
 #[derive(Debug)]
 pub(crate) struct ConnShard {
-    conns: HashMap<ConnId, ConnRecord, RandomState>,
-    deadlines: Deadlines<ConnId>,
+    records: Slab<ConnRecord>,
+    index: HashTable<u32>,
+    hasher: FixedState,
+    /// Presence lists of connections holding more than one presence.
+    lists: Slab<Vec<u32>>,
+    deadlines: Deadlines<u32>,
 }
 
 impl ConnShard {
     pub(crate) fn new(cfg: &Config) -> Self {
         ConnShard {
-            conns: HashMap::default(),
+            records: Slab::default(),
+            index: HashTable::new(),
+            hasher: FixedState::with_seed(cfg.ref_seed),
+            lists: Slab::default(),
             deadlines: Deadlines::new(cfg.timer_granularity),
         }
+    }
+
+    /// The slot of `conn`, if open.
+    pub(crate) fn find(&self, conn: ConnId) -> Option<u32> {
+        let records = &self.records;
+        self.index
+            .find(self.hasher.hash_one(conn.0), |&s| {
+                records.get(s).id == conn.0
+            })
+            .copied()
     }
 
     pub(crate) fn connect(
@@ -46,65 +81,121 @@ impl ConnShard {
         now: Millis,
         cfg: &Config,
     ) -> Result<(), ConnectError> {
-        if self.conns.contains_key(&conn) {
+        if self.find(conn).is_some() {
             return Err(ConnectError::AlreadyConnected(conn));
         }
-        let bucket = self.deadlines.schedule(now + cfg.expiry_timeout(), conn);
-        self.conns.insert(
-            conn,
-            ConnRecord {
-                last_beat: now,
-                bucket,
-                tracks: SmallVec::new(),
-            },
-        );
+        let slot = self.records.insert(ConnRecord {
+            id: conn.0,
+            last_beat: now,
+            bucket: 0,
+            tracks: NONE,
+        });
+        let bucket = token(self.deadlines.schedule(now + cfg.expiry_timeout(), slot));
+        self.records.get_mut(slot).bucket = bucket;
+        let (records, hasher) = (&self.records, &self.hasher);
+        self.index
+            .insert_unique(hasher.hash_one(conn.0), slot, |&s| {
+                hasher.hash_one(records.get(s).id)
+            });
         Ok(())
     }
 
     /// Records inbound traffic; false if the connection is unknown (closed or expired).
     pub(crate) fn heartbeat(&mut self, conn: ConnId, now: Millis) -> bool {
-        match self.conns.get_mut(&conn) {
-            Some(r) => {
-                if now > r.last_beat {
-                    r.last_beat = now;
-                }
+        match self.find(conn) {
+            Some(slot) => {
+                self.beat(slot, now);
                 true
             }
             None => false,
         }
     }
 
-    pub(crate) fn get_mut(&mut self, conn: ConnId) -> Option<&mut ConnRecord> {
-        self.conns.get_mut(&conn)
+    /// Moves the last heartbeat of `slot` forward to `now`.
+    pub(crate) fn beat(&mut self, slot: u32, now: Millis) {
+        let r = self.records.get_mut(slot);
+        r.last_beat = r.last_beat.max(now);
     }
 
-    pub(crate) fn remove(&mut self, conn: ConnId) -> Option<ConnRecord> {
-        self.conns.remove(&conn)
+    /// The presence ids `slot` holds.
+    pub(crate) fn presences(&self, slot: u32) -> &[u32] {
+        let r = self.records.get(slot);
+        match r.tracks {
+            NONE => &[],
+            t if t & MANY != 0 => self.lists.get(t & !MANY),
+            _ => std::slice::from_ref(&r.tracks),
+        }
+    }
+
+    /// Adds presence `p` to `slot`'s list.
+    pub(crate) fn add_presence(&mut self, slot: u32, p: u32) {
+        let t = self.records.get(slot).tracks;
+        if t == NONE {
+            self.records.get_mut(slot).tracks = p;
+        } else if t & MANY != 0 {
+            self.lists.get_mut(t & !MANY).push(p);
+        } else {
+            let list = self.lists.insert(vec![t, p]);
+            self.records.get_mut(slot).tracks = MANY | list;
+        }
+    }
+
+    /// Removes presence `p` from `slot`'s list.
+    pub(crate) fn remove_presence(&mut self, slot: u32, p: u32) {
+        let t = self.records.get(slot).tracks;
+        if t == p {
+            self.records.get_mut(slot).tracks = NONE;
+        } else if t != NONE && t & MANY != 0 {
+            let list = self.lists.get_mut(t & !MANY);
+            list.retain(|&x| x != p);
+            if list.len() == 1 {
+                let last = list[0];
+                self.lists.remove(t & !MANY);
+                self.records.get_mut(slot).tracks = last;
+            }
+        }
+    }
+
+    /// Closes `slot`, returning what its presences need to leave.
+    fn take(&mut self, slot: u32) -> Gone {
+        let r = self.records.remove(slot);
+        let hash = self.hasher.hash_one(r.id);
+        if let Ok(entry) = self.index.find_entry(hash, |&s| s == slot) {
+            entry.remove();
+        }
+        let presences = match r.tracks {
+            NONE => SmallVec::new(),
+            t if t & MANY != 0 => SmallVec::from_vec(self.lists.remove(t & !MANY)),
+            t => smallvec![t],
+        };
+        Gone {
+            conn: ConnId(r.id),
+            last_beat: r.last_beat,
+            presences,
+        }
+    }
+
+    /// Closes `conn` if open.
+    pub(crate) fn remove(&mut self, conn: ConnId) -> Option<Gone> {
+        self.find(conn).map(|slot| self.take(slot))
     }
 
     /// Removes and returns connections silent for the expiry timeout at `now`.
-    pub(crate) fn pop_expired(
-        &mut self,
-        now: Millis,
-        cfg: &Config,
-        out: &mut Vec<(ConnId, ConnRecord)>,
-    ) {
+    pub(crate) fn pop_expired(&mut self, now: Millis, cfg: &Config, out: &mut Vec<Gone>) {
         let mut due = Vec::new();
         self.deadlines.pop_due(now, &mut due);
         let timeout = cfg.expiry_timeout();
-        for (bucket, conn) in due {
-            let Some(record) = self.conns.get_mut(&conn) else {
-                continue; // closed since it was scheduled
-            };
-            if record.bucket != bucket {
-                continue;
+        for (bucket, slot) in due {
+            let record = self.records.get(slot);
+            if record.bucket == 0 || record.bucket != token(bucket) {
+                continue; // closed since it was scheduled, or re-armed
             }
             let deadline = record.last_beat + timeout;
             if deadline <= now {
-                let record = self.conns.remove(&conn).expect("looked up above");
-                out.push((conn, record));
+                out.push(self.take(slot));
             } else {
-                record.bucket = self.deadlines.schedule(deadline, conn);
+                let t = token(self.deadlines.schedule(deadline, slot));
+                self.records.get_mut(slot).bucket = t;
             }
         }
     }
@@ -114,7 +205,7 @@ impl ConnShard {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.conns.len()
+        self.records.len()
     }
 }
 
@@ -168,5 +259,27 @@ mod tests {
             Err(ConnectError::AlreadyConnected(ConnId(1)))
         );
         assert!(!s.heartbeat(ConnId(2), Millis(1)));
+    }
+
+    #[test]
+    fn presence_lists_grow_spill_and_shrink_back() {
+        let cfg = cfg();
+        let mut s = ConnShard::new(&cfg);
+        s.connect(ConnId(7), Millis(0), &cfg).unwrap();
+        let slot = s.find(ConnId(7)).unwrap();
+        assert!(s.presences(slot).is_empty());
+        s.add_presence(slot, 4);
+        s.add_presence(slot, 9);
+        s.add_presence(slot, 2);
+        assert_eq!(s.presences(slot), &[4, 9, 2]);
+        s.remove_presence(slot, 9);
+        s.remove_presence(slot, 4);
+        assert_eq!(s.presences(slot), &[2]);
+        let gone = s.remove(ConnId(7)).unwrap();
+        assert_eq!(
+            (gone.conn, gone.presences.as_slice()),
+            (ConnId(7), &[2][..])
+        );
+        assert!(s.find(ConnId(7)).is_none());
     }
 }

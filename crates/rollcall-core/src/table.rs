@@ -1,21 +1,22 @@
-//! The presence table of one shard: topic → key → presences, plus per-topic diff batching.
+//! The presence table: every presence in one slab of 40-byte records, listed per topic in the
+//! topic's member vector and chained per key (all topics), plus the key statuses they drive.
 //!
-//! A shard owns a subset of topics (chosen by hash in [`crate::Engine`]); everything here is
-//! single-threaded and is called with the shard's lock held.
+//! Called by [`crate::Engine`] with its table lock held; everything here is single-threaded.
 
 use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
-use smallvec::SmallVec;
 
 use crate::config::Config;
-use crate::diff::{Diff, DiffEntry, Presence, PresenceView};
+use crate::diff::{Diff, DiffEntry, PresenceView};
 use crate::error::TrackError;
-use crate::ids::{ConnId, Key, PresenceRef, Topic};
+use crate::ids::{Key, PresenceRef, Topic};
 use crate::meta::Meta;
-use crate::output::TopicDiff;
+use crate::output::{LeaveReason, Outputs};
+use crate::slab::{NONE, Slab};
+use crate::status::KeyTable;
 use crate::time::Millis;
-use crate::timer::Deadlines;
+use crate::topics::Topics;
 
 /// What a `track` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,370 +29,360 @@ pub enum TrackChange {
     Unchanged,
 }
 
-type Presences = SmallVec<[Presence; 1]>;
-
+/// One presence. Its connection is known from the connection's own list of presence ids.
 #[derive(Debug, Default)]
-struct TopicState {
-    keys: HashMap<Key, Presences, RandomState>,
-    /// Diff accumulated in the current batch window, with the bucket of its flush deadline.
-    pending: Option<(Diff, u64)>,
+struct Presence {
+    /// `None` while the slot is free.
+    meta: Option<Meta>,
+    presence_ref: u64,
+    topic: u32,
+    key: u32,
+    /// Next presence of the same key (any topic); `NONE` ends the chain.
+    next: u32,
+    /// Position in the topic's member vector.
+    pos: u32,
 }
 
-/// One shard's topics.
+/// Presences, topics and key statuses.
 #[derive(Debug)]
-pub(crate) struct TopicShard {
-    topics: HashMap<Topic, TopicState, RandomState>,
-    flushes: Deadlines<Topic>,
-    presences: usize,
+pub(crate) struct Table {
+    presences: Slab<Presence>,
+    /// `phx_ref_prev` of presences created by a meta update (only those).
+    prev_refs: HashMap<u32, PresenceRef, RandomState>,
+    pub(crate) topics: Topics,
+    pub(crate) keys: KeyTable,
 }
 
-impl TopicShard {
+/// The outcome of [`Table::track`].
+pub(crate) struct TrackOutcome {
+    pub(crate) presence_ref: PresenceRef,
+    pub(crate) change: TrackChange,
+    /// The id of a presence that joined.
+    pub(crate) joined: Option<u32>,
+}
+
+impl Table {
     pub(crate) fn new(cfg: &Config) -> Self {
-        TopicShard {
-            topics: HashMap::default(),
-            flushes: Deadlines::new(cfg.timer_granularity),
-            presences: 0,
+        Table {
+            presences: Slab::default(),
+            prev_refs: HashMap::default(),
+            topics: Topics::new(cfg),
+            keys: KeyTable::new(cfg),
         }
     }
 
-    /// Adds or updates `conn`'s presence for `topic`/`key`. `mint` gives a fresh ref.
+    fn view(&self, p: u32) -> PresenceView {
+        let pr = self.presences.get(p);
+        PresenceView {
+            presence_ref: PresenceRef::new(pr.presence_ref).expect("live presence"),
+            prev_ref: self.prev_ref(p),
+            meta: pr.meta.clone().expect("live presence"),
+        }
+    }
+
+    fn prev_ref(&self, p: u32) -> Option<PresenceRef> {
+        if self.prev_refs.is_empty() {
+            return None;
+        }
+        self.prev_refs.get(&p).copied()
+    }
+
+    /// The key id of presence `p`.
+    pub(crate) fn key_of(&self, p: u32) -> u32 {
+        self.presences.get(p).key
+    }
+
+    /// Among `held` (one connection's presences), the one for `topic`/`key`.
+    pub(crate) fn find_held(&self, held: &[u32], topic: &str, key: &str) -> Option<u32> {
+        if held.is_empty() {
+            return None;
+        }
+        self.held(held, self.topics.find(topic)?, self.keys.find(key)?)
+    }
+
+    /// Among `held`, the presence in topic `t` under key `k`.
+    fn held(&self, held: &[u32], t: u32, k: u32) -> Option<u32> {
+        held.iter().copied().find(|&p| {
+            let pr = self.presences.get(p);
+            pr.topic == t && pr.key == k
+        })
+    }
+
+    /// Presences of key `k` in topic `t`, in the order they joined.
+    fn chain(&self, k: u32, t: u32) -> impl Iterator<Item = u32> + '_ {
+        let mut p = self.keys.state(k).head;
+        std::iter::from_fn(move || {
+            while p != NONE {
+                let cur = p;
+                let pr = self.presences.get(cur);
+                p = pr.next;
+                if pr.topic == t {
+                    return Some(cur);
+                }
+            }
+            None
+        })
+    }
+
+    /// Adds or updates the presence of a connection holding `held` for `topic`/`key`, and
+    /// emits its diff. `mint` gives a fresh ref.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn track(
         &mut self,
+        held: &[u32],
         topic: &Topic,
         key: &Key,
-        conn: ConnId,
         meta: Meta,
+        now: Millis,
         mint: impl FnOnce() -> PresenceRef,
         cfg: &Config,
-    ) -> Result<(PresenceRef, TrackChange, Diff), TrackError> {
-        let state = self.topics.entry(topic.clone()).or_default();
-        if !state.keys.contains_key(key.as_str()) && state.keys.len() >= cfg.max_keys_per_topic {
+        out: &mut Outputs,
+    ) -> Result<TrackOutcome, TrackError> {
+        // One lookup of each name: a track is mostly these two probes.
+        let (t, k) = (self.topics.find(topic), self.keys.find(key));
+        if let (Some(t), Some(k)) = (t, k)
+            && let Some(p) = self.held(held, t, k)
+        {
+            return Ok(self.update(p, key, meta, now, mint, cfg, out));
+        }
+        let in_topic = match (t, k) {
+            (Some(t), Some(k)) => self.chain(k, t).count(),
+            _ => 0,
+        };
+        if in_topic == 0
+            && t.is_some_and(|t| self.topics.get(t).keys as usize >= cfg.max_keys_per_topic)
+        {
             return Err(TrackError::TooManyKeys {
                 max: cfg.max_keys_per_topic,
             });
         }
-        let list = state.keys.entry(key.clone()).or_default();
-        if let Some(existing) = list.iter_mut().find(|p| p.conn == conn) {
-            if existing.view.meta == meta {
-                return Ok((
-                    existing.view.presence_ref,
-                    TrackChange::Unchanged,
-                    Diff::default(),
-                ));
-            }
-            let old = existing.view.clone();
-            let new_ref = mint();
-            existing.view = PresenceView {
-                presence_ref: new_ref,
-                prev_ref: Some(old.presence_ref),
-                meta,
-            };
-            let diff = Diff {
-                joins: vec![DiffEntry {
-                    key: key.clone(),
-                    presence: existing.view.clone(),
-                }],
-                leaves: vec![DiffEntry {
-                    key: key.clone(),
-                    presence: old,
-                }],
-            };
-            return Ok((new_ref, TrackChange::Updated, diff));
+        if in_topic >= cfg.max_presences_per_key {
+            return Err(TrackError::TooManyPresences {
+                max: cfg.max_presences_per_key,
+            });
         }
-        if list.len() >= cfg.max_presences_per_key {
-            let max = cfg.max_presences_per_key;
-            if list.is_empty() {
-                state.keys.remove(key.as_str());
-            }
-            return Err(TrackError::TooManyPresences { max });
-        }
-        let view = PresenceView {
-            presence_ref: mint(),
-            prev_ref: None,
-            meta,
-        };
-        let r = view.presence_ref;
-        list.push(Presence {
-            conn,
-            view: view.clone(),
+        let t = t.unwrap_or_else(|| self.topics.intern(topic));
+        let k = k.unwrap_or_else(|| self.keys.intern(key, now));
+        let r = mint();
+        let p = self.presences.insert(Presence {
+            meta: Some(meta),
+            presence_ref: r.raw(),
+            topic: t,
+            key: k,
+            next: NONE,
+            pos: 0,
         });
-        self.presences += 1;
+        debug_assert!(
+            p < 1 << 31,
+            "presence ids leave the top bit for connection lists"
+        );
+        self.presences.get_mut(p).pos = self.topics.push_member(t, p);
+        self.link(k, p);
+        if in_topic == 0 {
+            self.topics.get_mut(t).keys += 1;
+        }
+        let new_conn = !held.iter().any(|&q| self.presences.get(q).key == k);
+        self.keys.presence_added(k, key, new_conn, now, cfg, out);
         let diff = Diff {
             joins: vec![DiffEntry {
                 key: key.clone(),
-                presence: view,
+                presence: self.view(p),
             }],
             leaves: Vec::new(),
         };
-        Ok((r, TrackChange::Joined, diff))
-    }
-
-    /// Removes `conn`'s presence for `topic`/`key`; returns the leave diff, if it existed.
-    pub(crate) fn untrack(&mut self, topic: &Topic, key: &Key, conn: ConnId) -> Option<Diff> {
-        let state = self.topics.get_mut(topic.as_str())?;
-        let list = state.keys.get_mut(key.as_str())?;
-        let i = list.iter().position(|p| p.conn == conn)?;
-        let removed = list.remove(i);
-        if list.is_empty() {
-            state.keys.remove(key.as_str());
-        }
-        if state.keys.is_empty() && state.pending.is_none() {
-            self.topics.remove(topic.as_str());
-        }
-        self.presences -= 1;
-        Some(Diff {
-            joins: Vec::new(),
-            leaves: vec![DiffEntry {
-                key: key.clone(),
-                presence: removed.view,
-            }],
+        self.topics.emit(t, diff, now, cfg, &mut out.diffs);
+        Ok(TrackOutcome {
+            presence_ref: r,
+            change: TrackChange::Joined,
+            joined: Some(p),
         })
     }
 
-    /// Emits `diff` now (window 0) or folds it into the topic's batch.
-    pub(crate) fn emit(
+    #[allow(clippy::too_many_arguments)]
+    fn update(
         &mut self,
-        topic: &Topic,
-        diff: Diff,
+        p: u32,
+        key: &Key,
+        meta: Meta,
+        now: Millis,
+        mint: impl FnOnce() -> PresenceRef,
+        cfg: &Config,
+        out: &mut Outputs,
+    ) -> TrackOutcome {
+        let old = self.view(p);
+        if old.meta == meta {
+            return TrackOutcome {
+                presence_ref: old.presence_ref,
+                change: TrackChange::Unchanged,
+                joined: None,
+            };
+        }
+        let r = mint();
+        let pr = self.presences.get_mut(p);
+        pr.presence_ref = r.raw();
+        pr.meta = Some(meta);
+        let t = pr.topic;
+        self.prev_refs.insert(p, old.presence_ref);
+        self.keys.activity(key, now, cfg, out);
+        let diff = Diff {
+            joins: vec![DiffEntry {
+                key: key.clone(),
+                presence: self.view(p),
+            }],
+            leaves: vec![DiffEntry {
+                key: key.clone(),
+                presence: old,
+            }],
+        };
+        self.topics.emit(t, diff, now, cfg, &mut out.diffs);
+        TrackOutcome {
+            presence_ref: r,
+            change: TrackChange::Updated,
+            joined: None,
+        }
+    }
+
+    /// Appends presence `p` to key `k`'s chain.
+    fn link(&mut self, k: u32, p: u32) {
+        let head = self.keys.state(k).head;
+        if head == NONE {
+            self.keys.state_mut(k).head = p;
+            return;
+        }
+        let mut q = head;
+        while self.presences.get(q).next != NONE {
+            q = self.presences.get(q).next;
+        }
+        self.presences.get_mut(q).next = p;
+    }
+
+    /// Takes presence `p` out of key `k`'s chain.
+    fn unlink(&mut self, k: u32, p: u32) {
+        let next = self.presences.get(p).next;
+        let head = self.keys.state(k).head;
+        if head == p {
+            self.keys.state_mut(k).head = next;
+            return;
+        }
+        let mut q = head;
+        while q != NONE {
+            let after = self.presences.get(q).next;
+            if after == p {
+                self.presences.get_mut(q).next = next;
+                return;
+            }
+            q = after;
+        }
+        debug_assert!(false, "presence missing from its key's chain");
+    }
+
+    /// Removes presence `p` and emits its leave. `key` is its key if the caller has it at
+    /// hand; `last_of_conn` when its connection holds no other presence of that key.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn remove(
+        &mut self,
+        p: u32,
+        key: Option<&Key>,
+        last_of_conn: bool,
+        at: Millis,
+        reason: LeaveReason,
         now: Millis,
         cfg: &Config,
-        out: &mut Vec<TopicDiff>,
+        out: &mut Outputs,
     ) {
-        if diff.is_empty() {
-            return;
+        let view = self.view(p);
+        let (t, k, pos) = {
+            let pr = self.presences.get(p);
+            (pr.topic, pr.key, pr.pos)
+        };
+        self.unlink(k, p);
+        self.presences.remove(p);
+        if !self.prev_refs.is_empty() {
+            self.prev_refs.remove(&p);
         }
-        if cfg.diff_batch_window == Millis::ZERO {
-            out.push(TopicDiff {
-                topic: topic.clone(),
-                diff,
-            });
-            return;
+        if let Some(moved) = self.topics.remove_member(t, pos) {
+            self.presences.get_mut(moved).pos = pos;
         }
-        let state = self.topics.entry(topic.clone()).or_default();
-        match &mut state.pending {
-            Some((pending, _)) => pending.merge(diff),
-            None => {
-                let bucket = self
-                    .flushes
-                    .schedule(now + cfg.diff_batch_window, topic.clone());
-                state.pending = Some((diff, bucket));
-            }
+        if self.chain(k, t).next().is_none() {
+            self.topics.get_mut(t).keys -= 1;
         }
+        let key = key.cloned().unwrap_or_else(|| Key::new(self.keys.name(k)));
+        self.keys
+            .presence_removed(k, last_of_conn, at, reason, now, cfg, out);
+        let diff = Diff {
+            joins: Vec::new(),
+            leaves: vec![DiffEntry {
+                key,
+                presence: view,
+            }],
+        };
+        self.topics.emit(t, diff, now, cfg, &mut out.diffs);
+        self.topics.drop_if_idle(t);
     }
 
-    /// Emits every batch whose window has closed at `now` (all of them with `all`).
-    pub(crate) fn flush(&mut self, now: Millis, all: bool, out: &mut Vec<TopicDiff>) {
-        let mut due = Vec::new();
-        if all {
-            due.extend(
-                self.topics
-                    .iter()
-                    .filter_map(|(t, s)| s.pending.as_ref().map(|(_, b)| (*b, t.clone()))),
-            );
-        } else {
-            self.flushes.pop_due(now, &mut due);
-        }
-        for (bucket, topic) in due {
-            let Some(state) = self.topics.get_mut(topic.as_str()) else {
-                continue;
-            };
-            if !matches!(&state.pending, Some((_, b)) if *b == bucket) {
-                continue; // stale entry: that batch was already flushed
-            }
-            let (diff, _) = state.pending.take().expect("matched Some above");
-            if state.keys.is_empty() {
-                self.topics.remove(topic.as_str());
-            }
-            if !diff.is_empty() {
-                out.push(TopicDiff { topic, diff });
-            }
-        }
+    /// The members of `topic` as (key id, presence id), sorted by key id so each key's
+    /// presences are adjacent (in the order they joined the topic's vector).
+    fn grouped(&self, topic: &str) -> Vec<(u32, u32)> {
+        let Some(t) = self.topics.find(topic) else {
+            return Vec::new();
+        };
+        let members = &self.topics.get(t).members;
+        let mut pairs: Vec<(u32, u32)> = members
+            .iter()
+            .map(|&p| (self.presences.get(p).key, p))
+            .collect();
+        pairs.sort_by_key(|&(k, _)| k);
+        pairs
     }
 
-    /// When the earliest pending batch must be flushed.
-    pub(crate) fn next_due(&self) -> Option<Millis> {
-        self.flushes.next_due()
-    }
-
-    /// The presences of `topic`, keys in table order.
+    /// The presences of `topic`, grouped by key.
     pub(crate) fn list(&self, topic: &str) -> Vec<(Key, Vec<PresenceView>)> {
-        self.topics
-            .get(topic)
-            .map(|s| {
-                s.keys
-                    .iter()
-                    .map(|(k, l)| (k.clone(), l.iter().map(|p| p.view.clone()).collect()))
-                    .collect()
+        self.grouped(topic)
+            .chunk_by(|a, b| a.0 == b.0)
+            .map(|g| {
+                let key = Key::new(self.keys.name(g[0].0));
+                (key, g.iter().map(|&(_, p)| self.view(p)).collect())
             })
-            .unwrap_or_default()
+            .collect()
     }
 
-    /// The presences of one key in `topic`.
+    /// The presences of one key in `topic`, in the order they joined.
     pub(crate) fn get(&self, topic: &str, key: &str) -> Vec<PresenceView> {
-        self.topics
-            .get(topic)
-            .and_then(|s| s.keys.get(key))
-            .map(|l| l.iter().map(|p| p.view.clone()).collect())
-            .unwrap_or_default()
+        match (self.topics.find(topic), self.keys.find(key)) {
+            (Some(t), Some(k)) => self.chain(k, t).map(|p| self.view(p)).collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Writes the `presence_state` payload of `topic` (`{}` when empty).
     pub(crate) fn write_state_json(&self, topic: &str, out: &mut Vec<u8>) {
-        match self.topics.get(topic) {
-            Some(s) => crate::json::write_state(
-                out,
-                s.keys.iter().map(|(k, l)| (k, l.iter().map(|p| &p.view))),
-            ),
-            None => out.extend_from_slice(b"{}"),
-        }
+        let pairs = self.grouped(topic);
+        crate::json::write_groups(
+            out,
+            pairs.chunk_by(|a, b| a.0 == b.0).map(|g| {
+                let views = g.iter().map(|&(_, p)| {
+                    let pr = self.presences.get(p);
+                    let r = PresenceRef::new(pr.presence_ref).expect("live presence");
+                    let meta = pr.meta.as_ref().expect("live presence");
+                    (meta, r, self.prev_ref(p))
+                });
+                (self.keys.name(g[0].0), views)
+            }),
+        );
     }
 
     /// Number of keys present in `topic`.
     pub(crate) fn key_count(&self, topic: &str) -> usize {
-        self.topics.get(topic).map_or(0, |s| s.keys.len())
+        self.topics
+            .find(topic)
+            .map_or(0, |t| self.topics.get(t).keys as usize)
     }
 
-    /// (topics with presences, presences) in this shard.
-    pub(crate) fn counts(&self) -> (usize, usize) {
-        let topics = self.topics.values().filter(|s| !s.keys.is_empty()).count();
-        (topics, self.presences)
+    /// Number of presences.
+    pub(crate) fn presences(&self) -> usize {
+        self.presences.len()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn minter() -> impl FnMut() -> PresenceRef {
-        let mut n = 0;
-        move || {
-            n += 1;
-            PresenceRef::new(n).unwrap()
-        }
-    }
-
-    #[test]
-    fn retracking_changes_meta_as_one_join_plus_leave() {
-        let cfg = Config::default();
-        let mut shard = TopicShard::new(&cfg);
-        let mut mint = minter();
-        let (t, k) = (Topic::new("t"), Key::new("a"));
-        let m1 = Meta::parse(r#"{"s":1}"#).unwrap();
-        let (r1, c, d) = shard
-            .track(&t, &k, ConnId(1), m1.clone(), &mut mint, &cfg)
-            .unwrap();
-        assert_eq!(
-            (c, d.joins.len(), d.leaves.len()),
-            (TrackChange::Joined, 1, 0)
-        );
-        let (_, c, d) = shard.track(&t, &k, ConnId(1), m1, &mut mint, &cfg).unwrap();
-        assert_eq!(c, TrackChange::Unchanged);
-        assert!(d.is_empty());
-        let m2 = Meta::parse(r#"{"s":2}"#).unwrap();
-        let (r2, c, d) = shard.track(&t, &k, ConnId(1), m2, &mut mint, &cfg).unwrap();
-        assert_eq!(c, TrackChange::Updated);
-        assert_eq!(d.joins[0].presence.prev_ref, Some(r1));
-        assert_eq!(d.leaves[0].presence.presence_ref, r1);
-        assert_ne!(r1, r2);
-        assert_eq!(shard.get("t", "a").len(), 1);
-    }
-
-    #[test]
-    fn two_connections_hold_two_presences_under_one_key() {
-        let cfg = Config::default();
-        let mut shard = TopicShard::new(&cfg);
-        let mut mint = minter();
-        let (t, k) = (Topic::new("t"), Key::new("u"));
-        shard
-            .track(&t, &k, ConnId(1), Meta::empty(), &mut mint, &cfg)
-            .unwrap();
-        shard
-            .track(&t, &k, ConnId(2), Meta::empty(), &mut mint, &cfg)
-            .unwrap();
-        assert_eq!(shard.get("t", "u").len(), 2);
-        assert!(shard.untrack(&t, &k, ConnId(1)).is_some());
-        assert!(shard.untrack(&t, &k, ConnId(1)).is_none());
-        assert_eq!(shard.get("t", "u").len(), 1);
-        assert_eq!(shard.counts(), (1, 1));
-    }
-
-    #[test]
-    fn limits_refuse_without_changing_anything() {
-        let cfg = Config {
-            max_presences_per_key: 1,
-            max_keys_per_topic: 1,
-            ..Config::default()
-        };
-        let mut shard = TopicShard::new(&cfg);
-        let mut mint = minter();
-        let t = Topic::new("t");
-        shard
-            .track(
-                &t,
-                &Key::new("a"),
-                ConnId(1),
-                Meta::empty(),
-                &mut mint,
-                &cfg,
-            )
-            .unwrap();
-        let e = shard.track(
-            &t,
-            &Key::new("a"),
-            ConnId(2),
-            Meta::empty(),
-            &mut mint,
-            &cfg,
-        );
-        assert_eq!(e.unwrap_err(), TrackError::TooManyPresences { max: 1 });
-        let e = shard.track(
-            &t,
-            &Key::new("b"),
-            ConnId(2),
-            Meta::empty(),
-            &mut mint,
-            &cfg,
-        );
-        assert_eq!(e.unwrap_err(), TrackError::TooManyKeys { max: 1 });
-        assert_eq!(shard.key_count("t"), 1);
-    }
-
-    #[test]
-    fn batched_diffs_flush_when_the_window_closes() {
-        let cfg = Config {
-            diff_batch_window: Millis(50),
-            timer_granularity: Millis(10),
-            ..Config::default()
-        };
-        let mut shard = TopicShard::new(&cfg);
-        let mut mint = minter();
-        let (t, k) = (Topic::new("t"), Key::new("a"));
-        let mut out = Vec::new();
-        let (_, _, d) = shard
-            .track(&t, &k, ConnId(1), Meta::empty(), &mut mint, &cfg)
-            .unwrap();
-        shard.emit(&t, d, Millis(0), &cfg, &mut out);
-        let d = shard.untrack(&t, &k, ConnId(1)).unwrap();
-        shard.emit(&t, d, Millis(10), &cfg, &mut out);
-        let (_, _, d) = shard
-            .track(
-                &t,
-                &Key::new("b"),
-                ConnId(2),
-                Meta::empty(),
-                &mut mint,
-                &cfg,
-            )
-            .unwrap();
-        shard.emit(&t, d, Millis(20), &cfg, &mut out);
-        assert!(out.is_empty());
-        assert_eq!(shard.next_due(), Some(Millis(50)));
-        shard.flush(Millis(49), false, &mut out);
-        assert!(out.is_empty());
-        shard.flush(Millis(50), false, &mut out);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].diff.joins.len(), 1);
-        assert_eq!(&*out[0].diff.joins[0].key, "b");
-        assert!(out[0].diff.leaves.is_empty());
-    }
-}
+mod tests;

@@ -8,7 +8,18 @@
 
 use std::collections::BTreeMap;
 
+use crate::slab::reserve_gently;
 use crate::time::Millis;
+
+/// A bucket squeezed into 30 bits, stored by owners to tell a live deadline from a stale one.
+/// Never 0 (0 means "none armed"); buckets 2^30 - 1 apart share a token, which at worst
+/// makes a stale entry run a harmless re-check.
+pub(crate) fn token(bucket: u64) -> u32 {
+    (bucket % u64::from(TOKEN_MASK)) as u32 + 1
+}
+
+/// The bits a [`token`] may use.
+pub(crate) const TOKEN_MASK: u32 = (1 << 30) - 1;
 
 /// A set of items, each due at a bucketed deadline.
 #[derive(Debug)]
@@ -34,7 +45,9 @@ impl<T> Deadlines<T> {
     /// Schedules `item` at `at` (rounded up) and returns its bucket, the owner's staleness token.
     pub(crate) fn schedule(&mut self, at: Millis, item: T) -> u64 {
         let bucket = self.bucket_of(at);
-        self.buckets.entry(bucket).or_default().push(item);
+        let items = self.buckets.entry(bucket).or_default();
+        reserve_gently(items, 1);
+        items.push(item);
         bucket
     }
 

@@ -1,0 +1,207 @@
+//! Interned keys: each known key has a `u32` id, a 32-byte [`KeyState`] in a slab and its
+//! text once in the [`Names`] arena. A hash index of bare ids finds a key by its text; every
+//! other structure refers to the key by id.
+
+use std::hash::BuildHasher;
+
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
+
+use crate::intern::Names;
+use crate::output::Status;
+use crate::slab::{NONE, Slab};
+use crate::time::Millis;
+use crate::timer::TOKEN_MASK;
+
+/// One known key. The status shares a word with the token of the key's live timer: the idle
+/// check while online or idle, the forget deadline while offline (0: none armed).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyState {
+    pub(crate) last_seen: Millis,
+    pub(crate) last_activity: Millis,
+    /// Offset of the key's text in the arena; `NONE` while the slot is free.
+    pub(crate) name: u32,
+    /// First presence of this key in the presence table's per-key chain (`NONE`: no presence).
+    pub(crate) head: u32,
+    /// Distinct connections holding a presence of the key.
+    pub(crate) conns: u32,
+    pub(crate) timer: u32,
+}
+
+impl Default for KeyState {
+    fn default() -> Self {
+        KeyState {
+            last_seen: Millis::ZERO,
+            last_activity: Millis::ZERO,
+            name: NONE,
+            head: NONE,
+            conns: 0,
+            timer: pack(Status::Offline, 0),
+        }
+    }
+}
+
+pub(crate) fn pack(status: Status, token: u32) -> u32 {
+    let s = match status {
+        Status::Online => 0,
+        Status::Idle => 1,
+        Status::Offline => 2,
+    };
+    (s << 30) | token
+}
+
+impl KeyState {
+    pub(crate) fn status(&self) -> Status {
+        match self.timer >> 30 {
+            0 => Status::Online,
+            1 => Status::Idle,
+            _ => Status::Offline,
+        }
+    }
+    pub(crate) fn token(&self) -> u32 {
+        self.timer & TOKEN_MASK
+    }
+    pub(crate) fn set_status(&mut self, s: Status) {
+        self.timer = pack(s, self.token());
+    }
+    pub(crate) fn set_token(&mut self, t: u32) {
+        self.timer = pack(self.status(), t);
+    }
+}
+
+/// The key records, their text and the index from text to id.
+#[derive(Debug)]
+pub(crate) struct KeyIds {
+    names: Names,
+    states: Slab<KeyState>,
+    index: HashTable<u32>,
+    hasher: FixedState,
+}
+
+impl KeyIds {
+    pub(crate) fn new(seed: u64) -> Self {
+        KeyIds {
+            names: Names::default(),
+            states: Slab::default(),
+            index: HashTable::new(),
+            hasher: FixedState::with_seed(seed),
+        }
+    }
+
+    /// The id of `key`, if known.
+    pub(crate) fn find(&self, key: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(key.as_bytes());
+        let (names, states) = (&self.names, &self.states);
+        self.index
+            .find(hash, |&id| {
+                names.bytes(states.get(id).name) == key.as_bytes()
+            })
+            .copied()
+    }
+
+    /// The id of `key`, creating an offline record seen at `now` if it is new.
+    pub(crate) fn intern(&mut self, key: &str, now: Millis) -> u32 {
+        if let Some(id) = self.find(key) {
+            return id;
+        }
+        let id = self.states.insert(KeyState {
+            last_seen: now,
+            last_activity: now,
+            name: self.names.push(key),
+            ..KeyState::default()
+        });
+        let (names, states, hasher) = (&self.names, &self.states, &self.hasher);
+        self.index
+            .insert_unique(hasher.hash_one(key.as_bytes()), id, |&i| {
+                hasher.hash_one(names.bytes(states.get(i).name))
+            });
+        id
+    }
+
+    /// The text of key `id`.
+    pub(crate) fn name(&self, id: u32) -> &str {
+        self.names.get(self.states.get(id).name)
+    }
+
+    pub(crate) fn get(&self, id: u32) -> &KeyState {
+        self.states.get(id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: u32) -> &mut KeyState {
+        self.states.get_mut(id)
+    }
+
+    /// Known keys.
+    pub(crate) fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Forgets key `id`: its record, index entry and text (compacting the arena once most
+    /// of it is dead).
+    pub(crate) fn forget(&mut self, id: u32) {
+        let name = self.states.get(id).name;
+        let hash = self.hasher.hash_one(self.names.bytes(name));
+        if let Ok(entry) = self.index.find_entry(hash, |&i| i == id) {
+            entry.remove();
+        }
+        self.names.release(name);
+        self.states.remove(id);
+        if self.names.wants_compaction() {
+            let mut fresh = Names::default();
+            for state in self.states.iter_mut() {
+                if state.name != NONE {
+                    state.name = fresh.push(self.names.get(state.name));
+                }
+            }
+            self.names = fresh;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_get_stable_ids_and_forgotten_ones_are_reused() {
+        let mut ids = KeyIds::new(0);
+        let a = ids.intern("alice", Millis(1));
+        let b = ids.intern("bob", Millis(2));
+        assert_eq!(ids.intern("alice", Millis(3)), a);
+        assert_eq!((ids.name(a), ids.name(b)), ("alice", "bob"));
+        assert_eq!(ids.get(a).last_seen, Millis(1));
+        ids.forget(a);
+        assert_eq!(ids.find("alice"), None);
+        assert_eq!(ids.find("bob"), Some(b));
+        assert_eq!(ids.intern("carol", Millis(4)), a);
+        assert_eq!(ids.len(), 2);
+    }
+
+    #[test]
+    fn compaction_keeps_every_live_key_findable() {
+        let mut ids = KeyIds::new(7);
+        let all: Vec<u32> = (0..2000)
+            .map(|i| ids.intern(&format!("key-{i:06}"), Millis(0)))
+            .collect();
+        for &id in all.iter().step_by(2).chain(all.iter().skip(1).step_by(4)) {
+            ids.forget(id);
+        }
+        for (i, &id) in all.iter().enumerate().skip(3).step_by(4) {
+            let name = format!("key-{i:06}");
+            assert_eq!(ids.find(&name), Some(id));
+            assert_eq!(ids.name(id), name);
+        }
+        assert_eq!(ids.len(), 500);
+    }
+
+    #[test]
+    fn status_and_timer_token_share_a_word() {
+        let mut s = KeyState::default();
+        assert_eq!((s.status(), s.token()), (Status::Offline, 0));
+        s.set_token(TOKEN_MASK);
+        s.set_status(Status::Idle);
+        assert_eq!((s.status(), s.token()), (Status::Idle, TOKEN_MASK));
+        s.set_token(5);
+        assert_eq!((s.status(), s.token()), (Status::Idle, 5));
+    }
+}
