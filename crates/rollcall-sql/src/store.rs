@@ -53,8 +53,10 @@ pub struct LastSeen {
     pub last_seen: i64,
 }
 
-/// One online period of a key.
+/// One online period of a key (a row of the `presence_sessions` table; also the body of the
+/// server's login-history endpoint).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Session {
     /// Row id.
     pub id: i64,
@@ -64,9 +66,9 @@ pub struct Session {
     pub node_id: String,
     /// Unix ms.
     pub login_at: i64,
-    /// Unix ms; `None` while the session is open.
+    /// Unix ms; null while the session is open.
     pub logout_at: Option<i64>,
-    /// `untracked`, `closed`, `timeout`, `shutdown` or `node_restart`; `None` while open.
+    /// `untracked`, `closed`, `timeout`, `shutdown` or `node_restart`; null while open.
     pub logout_reason: Option<String>,
 }
 

@@ -175,25 +175,15 @@ pub struct SessionsQuery {
     pub to: Option<i64>,
 }
 
-/// One online period of a key (a row of the `presence_sessions` table).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SessionBody {
-    /// Row id.
-    pub id: i64,
-    /// The key.
-    pub key: String,
-    /// The node the key was connected to.
-    pub node_id: String,
-    /// Unix ms.
-    pub login_at: i64,
-    /// Unix ms; null while the session is open.
-    pub logout_at: Option<i64>,
-    /// `untracked`, `closed`, `timeout`, `shutdown` or `node_restart`; null while open.
-    pub logout_reason: Option<String>,
-}
+/// One online period of a key.
+#[cfg(feature = "sql")]
+pub type SessionBody = rollcall_sql::Session;
+/// One online period of a key (never returned by a build without the `sql` feature).
+#[cfg(not(feature = "sql"))]
+pub type SessionBody = serde_json::Value;
 
 /// `GET /api/presence/{key}/sessions` answer.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SessionsResponse {
     /// The key asked about.
     pub key: String,
