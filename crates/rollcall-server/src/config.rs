@@ -147,7 +147,7 @@ pub struct Cli {
     #[arg(long, env = "ROLLCALL_JOIN_TIMEOUT")]
     pub join_timeout: Option<String>,
     /// This node's id, unique among nodes sharing a database or Redis; letters, digits, `-`
-    /// and `_`, at most 64 [default: a random id per start].
+    /// and `_`, at most 64 [default: `<hostname>-<port>`; a random id when the port is 0].
     #[arg(long, env = "ROLLCALL_NODE_ID")]
     pub node_id: Option<String>,
     /// Where logins and logouts are stored: `sqlite://PATH` (created if missing),
