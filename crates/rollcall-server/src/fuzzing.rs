@@ -181,7 +181,7 @@ impl Harness {
             .expect("a fresh connection id");
         let (outbox, ctl) = Outbox::new(1024, 1 << 20);
         hub.conns.insert(conn, ctl.clone());
-        let session = Session::new(hub.clone(), conn, vsn, outbox, None);
+        let session = Session::new(hub.clone(), conn, vsn, outbox, None, hub.now());
         let socket = Socket {
             session,
             ctl,
@@ -194,7 +194,7 @@ impl Harness {
 
     fn close(&mut self, slot: u8) {
         if let Some(mut s) = self.sockets.remove(&slot) {
-            s.session.close(LeaveReason::Closed);
+            s.session.close(self.hub.now(), LeaveReason::Closed);
             s.ctl.close();
             self.hub.conns.remove(&s.conn);
         }
@@ -236,7 +236,7 @@ impl Harness {
             _ => serde_json::json!({"topic": topic, "event": event, "payload": payload,
                                     "ref": msg_ref, "join_ref": join_ref}),
         };
-        s.session.handle_text(&frame.to_string());
+        s.session.handle_text(self.hub.now(), &frame.to_string());
         self.after(slot, Some(&msg_ref), expect);
     }
 
@@ -462,7 +462,7 @@ impl Harness {
                 return;
             }
             if let Some(s) = self.sockets.get_mut(&slot) {
-                s.session.handle_binary(&frame);
+                s.session.handle_binary(self.hub.now(), &frame);
             }
             return self.after(slot, Some(&msg_ref), expect);
         }
@@ -484,13 +484,13 @@ impl Harness {
             if decode_binary(bytes).is_ok_and(|m| stateful(&m.event)) {
                 return;
             }
-            s.session.handle_binary(bytes);
+            s.session.handle_binary(self.hub.now(), bytes);
         } else {
             let text = String::from_utf8_lossy(bytes);
             if decode_text(s.vsn, &text).is_ok_and(|m| stateful(&m.event)) {
                 return;
             }
-            s.session.handle_text(&text);
+            s.session.handle_text(self.hub.now(), &text);
         }
         self.drain_all();
     }
@@ -531,7 +531,7 @@ impl Harness {
             .collect();
         for slot in slots {
             if let Some(mut s) = self.sockets.remove(&slot) {
-                s.session.close(LeaveReason::Timeout);
+                s.session.close(self.hub.now(), LeaveReason::Timeout);
                 s.ctl.close();
                 self.hub.conns.remove(&s.conn);
             }

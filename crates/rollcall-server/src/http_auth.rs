@@ -15,7 +15,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 
-use crate::auth::{AuthError, Claims, unix_now};
+use crate::auth::{AuthError, Claims};
 use crate::http::ApiError;
 use crate::hub::Hub;
 
@@ -120,7 +120,7 @@ pub fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<Caller, ApiError> 
         hub.metrics.error("http_unauthorized");
         return Err(ApiError::unauthorized(&AuthError::Missing));
     };
-    match hub.cfg.auth.verify(token, unix_now()) {
+    match hub.cfg.auth.verify(token, hub.clock.unix_secs()) {
         Ok(claims) => Ok(Caller::Token(claims)),
         Err(e) => {
             hub.metrics.error("http_unauthorized");

@@ -8,7 +8,6 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::time::Instant;
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use dashmap::DashMap;
@@ -229,8 +228,10 @@ pub struct Hub {
     pub listener: crate::listener::ListenerStats,
     /// Per-address REST request counters.
     pub http_rate: crate::http_limits::HttpRate,
-    start: Instant,
-    start_unix_ms: u64,
+    /// Where the engine's watch events go (the status topic's watchers).
+    pub watches: crate::watches::WatchRoutes,
+    /// The one clock (see `clock.rs`).
+    pub clock: crate::clock::Clock,
     next_conn: std::sync::atomic::AtomicU64,
 }
 
@@ -248,6 +249,17 @@ impl Hub {
     /// # Errors
     /// The engine configuration is invalid.
     pub fn new(cfg: ServerConfig) -> Result<Arc<Hub>, rollcall_core::ConfigError> {
+        Hub::with_clock(cfg, crate::clock::Clock::system())
+    }
+
+    /// [`Hub::new`] on a given clock (a manual one in tests).
+    ///
+    /// # Errors
+    /// The engine configuration is invalid.
+    pub fn with_clock(
+        cfg: ServerConfig,
+        clock: crate::clock::Clock,
+    ) -> Result<Arc<Hub>, rollcall_core::ConfigError> {
         let registry: Arc<Registry> = Arc::new(DashMap::new());
         let metrics = Arc::new(Metrics::default());
         let sink_registry = registry.clone();
@@ -260,10 +272,6 @@ impl Hub {
                 fan_out_diff(&sink_registry, &sink_metrics, sink_cluster.as_deref(), d);
             }),
         )?;
-        let start_unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
         Ok(Arc::new(Hub {
             cfg,
             engine,
@@ -277,20 +285,20 @@ impl Hub {
             cluster,
             listener: crate::listener::ListenerStats::default(),
             http_rate: crate::http_limits::HttpRate::default(),
-            start: Instant::now(),
-            start_unix_ms,
+            watches: crate::watches::WatchRoutes::default(),
+            clock,
             next_conn: std::sync::atomic::AtomicU64::new(1),
         }))
     }
 
     /// Milliseconds since the server started: the engine's clock.
     pub fn now(&self) -> Millis {
-        Millis(self.start.elapsed().as_millis() as u64)
+        self.clock.now()
     }
 
     /// Converts an engine time to Unix milliseconds.
     pub fn to_unix_ms(&self, t: Millis) -> u64 {
-        self.start_unix_ms.saturating_add(t.0)
+        self.clock.to_unix_ms(t)
     }
 
     /// A fresh connection id.
@@ -322,7 +330,16 @@ impl Hub {
                 StatusEvent::Active { key, .. } => tracing::info!(key = %key, "active"),
             }
         }
-        out.watch.clear();
+        if !out.watch.is_empty() {
+            let now = self.now();
+            self.watches.deliver(
+                &self.engine,
+                &mut out.watch,
+                now,
+                |t| self.to_unix_ms(t),
+                &self.metrics,
+            );
+        }
         for conn in out.expired.drain(..) {
             Metrics::inc(&self.metrics.timeouts);
             if let Some(ctl) = self.conns.get(&conn) {

@@ -13,6 +13,7 @@
 //! on it.
 
 pub mod auth;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod driver;
@@ -29,6 +30,7 @@ pub mod openapi;
 pub mod persist;
 mod server;
 pub mod session;
+pub mod watches;
 pub mod ws;
 
 use axum::Router;

@@ -179,7 +179,7 @@ impl Server {
     fn begin_shutdown(&self) -> tokio::time::Instant {
         tracing::info!("shutting down");
         // One deadline for everything that follows: sockets, HTTP requests, the database.
-        let deadline = tokio::time::Instant::now() + self.hub.cfg.shutdown_timeout.as_duration();
+        let deadline = (self.hub.clock).deadline_in(self.hub.cfg.shutdown_timeout.as_duration());
         let _ = self.stop_tx.send(true);
         deadline
     }
@@ -213,7 +213,7 @@ impl Server {
         }
         cluster::flush(hub).await;
         if let Some(p) = hub.persistence.get() {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let left = hub.clock.until(deadline);
             p.shutdown(left.max(std::time::Duration::from_millis(200)))
                 .await;
         }

@@ -19,9 +19,8 @@ use futures_util::{SinkExt, StreamExt};
 use rollcall_core::LeaveReason;
 use rollcall_phoenix::Vsn;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
-use crate::auth::{AuthError, Claims, unix_now};
+use crate::auth::{AuthError, Claims};
 use crate::hub::{ConnCtl, Hub, KillReason, Outbox, message_len};
 use crate::metrics::Metrics;
 use crate::session::Session;
@@ -93,7 +92,7 @@ pub async fn upgrade(
                 &AuthError::Missing.http_message(),
             );
         };
-        match hub.cfg.auth.verify(key, unix_now()) {
+        match hub.cfg.auth.verify(key, hub.clock.unix_secs()) {
             Ok(c) => Some(c),
             Err(e) => {
                 return refuse(
@@ -137,32 +136,12 @@ async fn run(
     if hub.engine.connect(conn, hub.now()).is_err() {
         return; // ids are unique; unreachable in practice
     }
-    let session = Session::new(hub.clone(), conn, vsn, outbox, apikey);
+    let session = Session::new(hub.clone(), conn, vsn, outbox, apikey, hub.now());
     let mut guard = SocketGuard::register(hub.clone(), conn, ctl, session);
     Metrics::inc(&hub.metrics.connections_total);
     tracing::debug!(conn = conn.0, ?vsn, "connected");
-    let join_timeout = hub.cfg.limits.join_timeout.as_duration();
-    guard.reason = drive(
-        socket,
-        &mut guard.session,
-        &guard.ctl,
-        &mut shutdown,
-        join_timeout,
-    )
-    .await;
+    guard.reason = drive(socket, &mut guard.session, &guard.ctl, &mut shutdown).await;
     // `guard` drops here and releases everything the socket held.
-}
-
-/// The longest single timer wait. Deadlines further out (a token `exp` of 1e19, a huge
-/// `join_timeout`) are capped here instead of overflowing the clock; a capped timer that fires
-/// finds nothing due and is set again.
-const MAX_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// `now + wait` without overflow: the wait is capped at [`MAX_TIMER`].
-fn deadline_after(now: Instant, wait: Duration) -> Instant {
-    // A monotonic clock counts from boot: a year more cannot overflow it; `now` is a
-    // fallback that is never taken.
-    now.checked_add(wait.min(MAX_TIMER)).unwrap_or(now)
 }
 
 async fn drive(
@@ -170,19 +149,15 @@ async fn drive(
     session: &mut Session,
     ctl: &ConnCtl,
     shutdown: &mut watch::Receiver<bool>,
-    join_timeout: Duration,
 ) -> LeaveReason {
     let (mut sink, mut stream) = socket.split();
     if *shutdown.borrow() {
         return LeaveReason::Shutdown;
     }
-    let join_deadline = deadline_after(Instant::now(), join_timeout);
+    let clock = session.hub().clock.clone();
     loop {
-        // Token expiry of the earliest joined channel (Unix seconds → a deadline).
-        let expiry = session.next_token_expiry().map(|exp| {
-            let wait = Duration::from_secs(exp.saturating_sub(unix_now()));
-            deadline_after(Instant::now(), wait)
-        });
+        // The session's next timer (join timeout, token expiry) as a runtime deadline.
+        let timer = session.poll_timeout().map(|t| clock.deadline(t));
         let outcome = tokio::select! {
             biased;
             why = ctl.killed() => Err(why),
@@ -192,13 +167,11 @@ async fn drive(
                 close(&mut sink, 1001, "server shutting down", 500).await;
                 return LeaveReason::Shutdown;
             }
-            _ = tokio::time::sleep_until(join_deadline), if !session.joined_once() => {
-                session.hub().metrics.error("join_timeout");
-                close(&mut sink, 1008, "no channel joined within join_timeout", 200).await;
-                return LeaveReason::Closed;
-            }
-            _ = tokio::time::sleep_until(expiry.unwrap_or(join_deadline)), if expiry.is_some() => {
-                session.expire_tokens(unix_now());
+            _ = sleep_until(timer), if timer.is_some() => {
+                if let Some(c) = session.handle_timeout(clock.now()) {
+                    close(&mut sink, c.code, c.reason, 200).await;
+                    return LeaveReason::Closed;
+                }
                 Ok(true)
             }
             msg = ctl.recv() => {
@@ -211,9 +184,9 @@ async fn drive(
             }
             frame = stream.next() => {
                 match frame {
-                    Some(Ok(Message::Text(text))) => session.handle_text(&text),
-                    Some(Ok(Message::Binary(data))) => session.handle_binary(&data),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => session.touch(),
+                    Some(Ok(Message::Text(text))) => session.handle_text(clock.now(), &text),
+                    Some(Ok(Message::Binary(data))) => session.handle_binary(clock.now(), &data),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => session.touch(clock.now()),
                     Some(Ok(Message::Close(_))) | None => return LeaveReason::Closed,
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "socket error");
@@ -286,16 +259,9 @@ async fn close(sink: &mut Sink, code: u16, reason: &'static str, wait_ms: u64) {
     let _ = tokio::time::timeout(Duration::from_millis(wait_ms), sink.send(frame)).await;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadlines_far_in_the_future_are_capped_instead_of_overflowing() {
-        let now = Instant::now();
-        let far = deadline_after(now, Duration::from_secs(10_000_000_000_000_000_000));
-        assert_eq!(far, now + MAX_TIMER);
-        let near = deadline_after(now, Duration::from_secs(5));
-        assert_eq!(near, now + Duration::from_secs(5));
+/// Sleeps until `deadline` (the select branch is disabled when there is none).
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(d).await;
     }
 }

@@ -27,7 +27,7 @@ impl Session {
                 return self.reply(jr, r, &msg.topic, reply::STATUS_ERROR, &e.response());
             }
         };
-        let now = self.hub.now();
+        let now = self.now;
         let limits = &self.hub.cfg.limits;
         let (calls, window) = (limits.presence_calls, limits.presence_window);
         let ch = self
@@ -139,9 +139,7 @@ impl Session {
         Metrics::inc(&self.hub.metrics.broadcasts);
         let (key, ack) = (ch.key.clone(), ch.broadcast_ack);
         if let Some(key) = key {
-            self.hub
-                .engine
-                .activity(&key, self.hub.now(), &mut self.out);
+            self.hub.engine.activity(&key, self.now, &mut self.out);
             self.hub.handle_events(&mut self.out);
         }
         if ack {
@@ -243,6 +241,11 @@ impl Session {
                 {
                     return self.refuse_other_user(&topic);
                 }
+                if topic == super::STATUS_TOPIC && !self.may_read_statuses(claims.as_ref()) {
+                    let m = "status_read = service_role: the new token may not watch statuses";
+                    return self.end_channel(&topic, "status_read_refused", m);
+                }
+                let ch = self.channels.get_mut(&topic).expect("checked above");
                 ch.exp = claims.as_ref().map(|c| c.exp);
                 ch.token = Some(token);
             }

@@ -10,7 +10,7 @@ use rollcall_phoenix::{
 };
 
 use super::{Channel, Session};
-use crate::auth::{Claims, PresenceKeySource, unix_now};
+use crate::auth::{Claims, PresenceKeySource};
 use crate::hub::{KillReason, Subscriber, TopicSubs};
 use crate::limits::RateWindow;
 use crate::metrics::Metrics;
@@ -54,7 +54,7 @@ impl Session {
             return Ok(None);
         }
         let token = token.ok_or(crate::auth::AuthError::Missing)?;
-        auth.verify(token, unix_now()).map(Some)
+        auth.verify(token, self.unix_secs()).map(Some)
     }
 
     pub(super) fn join(&mut self, msg: &Inbound<'_>) {
@@ -77,7 +77,7 @@ impl Session {
             rollcall_core::Millis::from_secs(1),
             limits.max_joins_per_second,
         );
-        if !self.joins.allow(self.hub.now(), window, max_joins) {
+        if !self.joins.allow(self.now, window, max_joins) {
             self.error(msg, "joins_rate", reply::CLIENT_JOIN_RATE_LIMIT_REACHED);
             // Supabase also disconnects the socket.
             return self.outbox.kill(KillReason::JoinRate);
@@ -116,6 +116,9 @@ impl Session {
             Ok(c) => c,
             Err(e) => return self.error(msg, "auth_refused", &e.to_string()),
         };
+        if topic == super::STATUS_TOPIC {
+            return self.join_status(msg, claims, token);
+        }
         if cfg.private {
             let allowed = match &claims {
                 Some(c) => self.hub.cfg.auth.may_join_private(sub, c),

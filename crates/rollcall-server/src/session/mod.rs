@@ -1,20 +1,29 @@
 //! One socket's protocol state: its joined channels and what each inbound frame does.
 //!
-//! Synchronous on purpose: a frame goes in, engine calls and enqueued replies come out; no
-//! `.await`, so no lock is ever held across one. The socket task (`ws.rs`) owns the I/O and the
-//! timers (token expiry, join timeout) and calls back in.
+//! Sans-IO: no clock, no runtime, no socket. Every input comes with the time it happened
+//! (`handle_text(now, …)`, `handle_timeout(now)`); replies and pushes go to the connection's
+//! outbound queue, engine calls are made in place, and a close the socket must perform is
+//! returned ([`SessionClose`]). The session says when it next needs the time
+//! ([`Session::poll_timeout`]: join timeout, token expiry); the socket task (`ws.rs`) only
+//! moves bytes and sleeps until then. No `.await`, so no lock is ever held across one.
 //!
 //! Files: `mod.rs` (dispatch and replies), `join.rs` (join, leave, auth), `events.rs`
-//! (presence, broadcast, access_token).
+//! (presence, broadcast, access_token), `timers.rs` (join timeout, token expiry), `watch.rs`
+//! (the status-watch extension), `tests.rs` (unit tests on a manual clock).
 
 mod channels;
 mod events;
 mod join;
+mod timers;
+mod watch;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use rollcall_core::{ConnId, Key, LeaveReason, Outputs, Topic};
+use rollcall_core::{ConnId, Key, LeaveReason, Millis, Outputs, Topic, WatchId};
 use rollcall_phoenix::{
     Inbound, Vsn, decode_binary, decode_text, encode_close, encode_push, encode_reply, event, reply,
 };
@@ -25,6 +34,8 @@ use crate::limits::RateWindow;
 use crate::metrics::Metrics;
 
 pub use join::topic_for;
+pub use timers::SessionClose;
+pub use watch::{MAX_WATCHED_KEYS, STATUS_TOPIC};
 
 /// A joined channel.
 #[derive(Debug)]
@@ -58,18 +69,26 @@ pub struct Session {
     events: RateWindow,
     heartbeats: RateWindow,
     joined_once: bool,
+    /// Keys watched on the status topic, each with its engine watch set.
+    watching: Vec<(Key, WatchId)>,
+    /// The time of the input being handled.
+    now: Millis,
+    /// When the socket is closed if it has joined nothing.
+    join_deadline: Millis,
 }
 
 impl Session {
-    /// A session for a connection already registered with the engine. `apikey` is the
-    /// connect-time token (already verified when auth is on).
+    /// A session for a connection already registered with the engine at `now`. `apikey` is
+    /// the connect-time token (already verified when auth is on).
     pub fn new(
         hub: Arc<Hub>,
         conn: ConnId,
         vsn: Vsn,
         outbox: Outbox,
         apikey: Option<(String, Option<Claims>)>,
+        now: Millis,
     ) -> Session {
+        let join_deadline = now + hub.cfg.limits.join_timeout;
         Session {
             hub,
             conn,
@@ -82,12 +101,15 @@ impl Session {
             events: RateWindow::new(),
             heartbeats: RateWindow::new(),
             joined_once: false,
+            watching: Vec::new(),
+            now,
+            join_deadline,
         }
     }
 
-    /// Handles one text frame.
-    pub fn handle_text(&mut self, text: &str) {
-        self.touch();
+    /// Handles one text frame received at `now`.
+    pub fn handle_text(&mut self, now: Millis, text: &str) {
+        self.touch(now);
         Metrics::inc(&self.hub.metrics.messages_in);
         match decode_text(self.vsn, text) {
             Ok(msg) => self.dispatch(msg),
@@ -95,9 +117,9 @@ impl Session {
         }
     }
 
-    /// Handles one binary frame (kind 3 user broadcast, kind 0 push).
-    pub fn handle_binary(&mut self, data: &[u8]) {
-        self.touch();
+    /// Handles one binary frame (kind 3 user broadcast, kind 0 push) received at `now`.
+    pub fn handle_binary(&mut self, now: Millis, data: &[u8]) {
+        self.touch(now);
         Metrics::inc(&self.hub.metrics.messages_in);
         match decode_binary(data) {
             Ok(msg) => self.dispatch(msg),
@@ -105,9 +127,20 @@ impl Session {
         }
     }
 
-    /// Counts any inbound traffic (including ping/pong) as liveness.
-    pub fn touch(&self) {
-        self.hub.engine.heartbeat(self.conn, self.hub.now());
+    /// Counts any inbound traffic at `now` (including ping/pong) as liveness.
+    pub fn touch(&mut self, now: Millis) {
+        self.set_now(now);
+        self.hub.engine.heartbeat(self.conn, now);
+    }
+
+    /// Time never goes back inside a session, whatever the caller passes.
+    fn set_now(&mut self, now: Millis) {
+        self.now = self.now.max(now);
+    }
+
+    /// Unix seconds at the current input's time (token checks).
+    fn unix_secs(&self) -> u64 {
+        self.hub.clock.to_unix_ms(self.now) / 1000
     }
 
     /// The shared state this session works on.
@@ -123,7 +156,7 @@ impl Session {
     /// Counts one message against `max_events_per_second`; false when over it.
     fn allow_event(&mut self) -> bool {
         let max = self.hub.cfg.limits.max_events_per_second;
-        let now = self.hub.now();
+        let now = self.now;
         self.events
             .allow(now, rollcall_core::Millis::from_secs(1), max)
     }
@@ -186,7 +219,7 @@ impl Session {
         if msg.topic == event::PHOENIX_TOPIC && msg.event == event::HEARTBEAT {
             // Heartbeats have their own, smaller budget: a client sends one every 25 s.
             let max = self.hub.cfg.limits.max_heartbeats_per_second;
-            let now = self.hub.now();
+            let now = self.now;
             if !self
                 .heartbeats
                 .allow(now, rollcall_core::Millis::from_secs(1), max)
@@ -218,6 +251,9 @@ impl Session {
             _ if !self.channels.contains_key(&msg.topic) => {
                 self.error(&msg, "unmatched_topic", reply::UNMATCHED_TOPIC);
             }
+            _ if msg.topic == STATUS_TOPIC && msg.event != event::ACCESS_TOKEN => {
+                self.status_event(&msg);
+            }
             event::PRESENCE => self.presence(&msg),
             event::BROADCAST => self.broadcast(&msg),
             event::ACCESS_TOKEN => self.access_token(&msg),
@@ -234,8 +270,11 @@ impl Session {
             return;
         };
         self.hub.channels.fetch_sub(1, Ordering::Relaxed);
+        if topic == STATUS_TOPIC {
+            self.unwatch_all();
+        }
         if let Some(key) = &ch.key {
-            let now = self.hub.now();
+            let now = self.now;
             let _ = self
                 .hub
                 .engine
@@ -276,27 +315,10 @@ impl Session {
         true
     }
 
-    /// The earliest token expiry among joined channels (Unix seconds).
-    pub fn next_token_expiry(&self) -> Option<u64> {
-        self.channels.values().filter_map(|c| c.exp).min()
-    }
-
-    /// Ends every channel whose token expired at `now` (Unix seconds).
-    pub fn expire_tokens(&mut self, now: u64) {
-        let expired: Vec<(String, u64)> = self
-            .channels
-            .iter()
-            .filter_map(|(t, c)| c.exp.filter(|e| *e <= now).map(|e| (t.clone(), e)))
-            .collect();
-        for (topic, exp) in expired {
-            let msg = format!("Token has expired {} seconds ago", now.saturating_sub(exp));
-            self.end_channel(&topic, "token_expired", &msg);
-        }
-    }
-
-    /// The socket closed (or is being closed): everything this connection held goes.
-    pub fn close(&mut self, reason: LeaveReason) {
-        let now = self.hub.now();
+    /// The socket closed (or is being closed) at `now`: everything this connection held goes.
+    pub fn close(&mut self, now: Millis, reason: LeaveReason) {
+        self.set_now(now);
+        self.unwatch_all();
         for (_, ch) in self.channels.drain() {
             self.hub.channels.fetch_sub(1, Ordering::Relaxed);
             unsubscribe(&self.hub, &ch.internal, self.conn, &ch.join_ref);

@@ -50,7 +50,7 @@ impl Drop for SocketGuard {
                 "socket task panicked; releasing its state"
             );
         }
-        self.session.close(self.reason);
+        self.session.close(self.hub.now(), self.reason);
         self.ctl.close();
         self.hub.conns.remove(&self.conn);
         self.hub.sockets.fetch_sub(1, Ordering::Relaxed);
@@ -79,12 +79,14 @@ mod tests {
             let conn = hub.next_conn_id();
             let (outbox, ctl) = Outbox::new(64, 1 << 16);
             hub.engine.connect(conn, hub.now()).unwrap();
-            let session = Session::new(hub.clone(), conn, Vsn::V2, outbox, None);
+            let session = Session::new(hub.clone(), conn, Vsn::V2, outbox, None, hub.now());
             let mut guard = SocketGuard::register(hub.clone(), conn, ctl, session);
             guard.session.handle_text(
+                hub.now(),
                 r#"["1","1","realtime:g","phx_join",{"config":{"presence":{"key":"ghost"}}}]"#,
             );
             guard.session.handle_text(
+                hub.now(),
                 r#"["1","2","realtime:g","presence",{"type":"presence","event":"track","payload":{}}]"#,
             );
             assert_eq!(hub.engine.list("realtime:g").len(), 1);
