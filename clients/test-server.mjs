@@ -77,6 +77,8 @@ export async function startRollcall({ heartbeatMs = 1000, missed = 3, offlineGra
     '--heartbeat-interval', `${heartbeatMs}ms`,
     '--missed-heartbeats', String(missed),
     '--offline-grace', `${offlineGraceMs}ms`,
+    // No history file in the suite's working directory (statuses and last seen stay in memory).
+    '--database-url', 'none',
   ], { stdio: ['ignore', 'ignore', 'inherit'] })
   const url = `http://127.0.0.1:${port}`
   await waitReady(url, child, 15000)

@@ -15,7 +15,10 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut raw = String::new();
     s.read_to_string(&mut raw).await.unwrap();
     let status = raw[9..12].parse().unwrap();
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -29,19 +32,30 @@ async fn own_routes_beside_rollcall_and_a_member_list_from_the_engine() {
         let _ = stop_rx.await;
     }));
 
-    assert_eq!(get(addr, "/hello").await, (200, "hello from the app".into()));
+    assert_eq!(
+        get(addr, "/hello").await,
+        (200, "hello from the app".into())
+    );
     assert_eq!(get(addr, "/healthz").await.0, 200);
-    assert_eq!(get(addr, "/app/rooms/lobby/members").await, (200, "[]".into()));
+    assert_eq!(
+        get(addr, "/app/rooms/lobby/members").await,
+        (200, "[]".into())
+    );
 
-    let client = Client::connect(ClientConfig::new(
-        format!("ws://{addr}/realtime/v1"),
-        "any",
-    ))
-    .unwrap();
-    let room = client.join("lobby", ChannelConfig::with_key("ann")).await.unwrap();
-    room.track(serde_json::json!({"name": "Ann"})).await.unwrap();
+    let client =
+        Client::connect(ClientConfig::new(format!("ws://{addr}/realtime/v1"), "any")).unwrap();
+    let room = client
+        .join("lobby", ChannelConfig::with_key("ann"))
+        .await
+        .unwrap();
+    room.track(serde_json::json!({"name": "Ann"}))
+        .await
+        .unwrap();
     // The track reply comes after the engine applied it.
-    assert_eq!(get(addr, "/app/rooms/lobby/members").await, (200, r#"["ann"]"#.into()));
+    assert_eq!(
+        get(addr, "/app/rooms/lobby/members").await,
+        (200, r#"["ann"]"#.into())
+    );
 
     let _ = stop_tx.send(());
     tokio::time::timeout(Duration::from_secs(10), running)

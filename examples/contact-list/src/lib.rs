@@ -62,7 +62,11 @@ pub async fn run(opts: Options, mut show: impl FnMut(String)) -> Result<(), RunE
         .watch(opts.contacts.iter().map(String::as_str))
         .await
         .map_err(RunError::Channel)?;
-    let mut initial: Vec<_> = watch.initial().iter().map(|(k, s)| (k.clone(), *s)).collect();
+    let mut initial: Vec<_> = watch
+        .initial()
+        .iter()
+        .map(|(k, s)| (k.clone(), *s))
+        .collect();
     initial.sort();
     for (key, status) in initial {
         show(format!("{key} {}", word(status)));

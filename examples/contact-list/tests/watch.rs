@@ -19,7 +19,10 @@ async fn next(lines: &mut mpsc::UnboundedReceiver<String>) -> String {
 async fn initial_statuses_then_only_real_changes() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = Server::builder().config(ServerConfig::default()).build().unwrap();
+    let server = Server::builder()
+        .config(ServerConfig::default())
+        .build()
+        .unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run(listener, async {
         let _ = stop_rx.await;
@@ -41,12 +44,22 @@ async fn initial_statuses_then_only_real_changes() {
     assert_eq!(next(&mut lines).await, "carol offline");
 
     let phone = Client::connect(ClientConfig::new(endpoint.clone(), "any")).unwrap();
-    let ch = phone.join("contacts", ChannelConfig::with_key("bob")).await.unwrap();
-    ch.track(serde_json::json!({"device": "phone"})).await.unwrap();
+    let ch = phone
+        .join("contacts", ChannelConfig::with_key("bob"))
+        .await
+        .unwrap();
+    ch.track(serde_json::json!({"device": "phone"}))
+        .await
+        .unwrap();
     assert_eq!(next(&mut lines).await, "bob online");
     let laptop = Client::connect(ClientConfig::new(endpoint, "any")).unwrap();
-    let ch2 = laptop.join("contacts", ChannelConfig::with_key("bob")).await.unwrap();
-    ch2.track(serde_json::json!({"device": "laptop"})).await.unwrap();
+    let ch2 = laptop
+        .join("contacts", ChannelConfig::with_key("bob"))
+        .await
+        .unwrap();
+    ch2.track(serde_json::json!({"device": "laptop"}))
+        .await
+        .unwrap();
     ch.untrack().await.unwrap();
     ch2.untrack().await.unwrap();
     // The laptop's track and the phone's untrack printed nothing: the next line is the real change.

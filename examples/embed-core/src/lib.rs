@@ -41,7 +41,9 @@ impl Shared {
         for td in &out.diffs {
             for j in &td.diff.joins {
                 let meta = j.presence.meta.as_json();
-                let _ = self.lines.send(format!("join {} {} {meta}", td.topic, j.key));
+                let _ = self
+                    .lines
+                    .send(format!("join {} {} {meta}", td.topic, j.key));
             }
             for l in &td.diff.leaves {
                 let _ = self.lines.send(format!("leave {} {}", td.topic, l.key));
