@@ -67,7 +67,7 @@ pub async fn run(opts: Options, mut show: impl FnMut(String)) -> Result<(), RunE
         .iter()
         .map(|(k, s)| (k.clone(), *s))
         .collect();
-    initial.sort();
+    initial.sort_by(|a, b| a.0.cmp(&b.0));
     for (key, status) in initial {
         show(format!("{key} {}", word(status)));
     }
