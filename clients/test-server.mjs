@@ -57,15 +57,16 @@ async function waitReady(url, child, ms) {
 }
 
 /**
- * A running server: { url, heartbeatMs, missed, stop() }.
- * @param {{heartbeatMs?: number, missed?: number}} opts used only when spawning
+ * A running server: { url, heartbeatMs, missed, offlineGraceMs, stop() }.
+ * @param {{heartbeatMs?: number, missed?: number, offlineGraceMs?: number}} opts used only when spawning
  */
-export async function startRollcall({ heartbeatMs = 1000, missed = 3 } = {}) {
+export async function startRollcall({ heartbeatMs = 1000, missed = 3, offlineGraceMs = 0 } = {}) {
   if (process.env.ROLLCALL_URL) {
     return {
       url: process.env.ROLLCALL_URL,
       heartbeatMs: Number(process.env.ROLLCALL_HEARTBEAT_MS || heartbeatMs),
       missed: Number(process.env.ROLLCALL_MISSED_HEARTBEATS || missed),
+      offlineGraceMs: Number(process.env.ROLLCALL_OFFLINE_GRACE_MS || offlineGraceMs),
       stop: async () => {},
     }
   }
@@ -75,7 +76,9 @@ export async function startRollcall({ heartbeatMs = 1000, missed = 3 } = {}) {
     '--bind', `127.0.0.1:${port}`,
     '--heartbeat-interval', `${heartbeatMs}ms`,
     '--missed-heartbeats', String(missed),
-    '--offline-grace', '0ms',
+    '--offline-grace', `${offlineGraceMs}ms`,
+    // No history file in the suite's working directory (statuses and last seen stay in memory).
+    '--database-url', 'none',
   ], { stdio: ['ignore', 'ignore', 'inherit'] })
   const url = `http://127.0.0.1:${port}`
   await waitReady(url, child, 15000)
@@ -83,6 +86,7 @@ export async function startRollcall({ heartbeatMs = 1000, missed = 3 } = {}) {
     url,
     heartbeatMs,
     missed,
+    offlineGraceMs,
     stop: () => new Promise((resolve) => {
       if (child.exitCode !== null) return resolve()
       child.once('exit', () => resolve())

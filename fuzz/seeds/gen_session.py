@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of the `session` target: conformance scenarios (protocol.md §9,
+"""Writes the seed corpus of the `session` target: conformance scenarios (docs/realtime-spec.md §9,
 tests/realtime-js, crates/rollcall-server/tests/raw_frames.rs) spelled in the op encoding
 `rollcall_server::fuzzing` reads. Run from the repository root:
 `python3 fuzz/seeds/gen_session.py`.

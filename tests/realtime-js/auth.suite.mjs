@@ -1,4 +1,4 @@
-// Auth and limits through the real realtime-js: protocol.md §9 cases 25–30. Runs against a
+// Auth and limits through the real realtime-js: docs/realtime-spec.md §9 cases 25–30. Runs against a
 // server started with ROLLCALL_JWT_SECRET = the test secret, max 3 channels per connection
 // and Supabase's presence rate (5 calls / 30 s). The Rust harness runs this file separately:
 //   ROLLCALL_URL=... node --test auth.suite.mjs

@@ -1,5 +1,5 @@
 // Broadcast over the socket and REST, and mixed protocol versions.
-// protocol.md §2.3, §5, §9 cases 20–24, 32.
+// docs/realtime-spec.md §2.3, §5, §9 cases 20–24, 32.
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import {

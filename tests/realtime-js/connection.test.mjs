@@ -1,5 +1,5 @@
 // Connection-level conformance: handshake, heartbeat, plain join, server idle detection,
-// malformed frames. protocol.md §1, §2.2, §3.1, §3.3, §3.7, §9 cases 1–3.
+// malformed frames. docs/realtime-spec.md §1, §2.2, §3.1, §3.3, §3.7, §9 cases 1–3.
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import {

@@ -46,7 +46,7 @@ export const HB_MS = envNumber('ROLLCALL_HEARTBEAT_MS', 1000)
 export const MISSED = envNumber('ROLLCALL_MISSED_HEARTBEATS', 3)
 /** No inbound message for this long => connection dropped, presences leave. */
 export const IDLE_MS = HB_MS * MISSED
-/** Default wait for "local" events (protocol.md §9: 2 s). */
+/** Default wait for "local" events (docs/realtime-spec.md §9: 2 s). */
 export const LOCAL_MS = 2000
 /** Extra allowance for join error replies. */
 export const JOIN_ERROR_DELAY_MS = Number(process.env.ROLLCALL_JOIN_ERROR_DELAY_MS || 0)
@@ -366,7 +366,7 @@ export function harness(t) {
 // ---------------------------------------------------------------------------------------
 // raw frame client (vsn 2.0.0 arrays by default)
 
-/** Kind-3 "user broadcast push" binary frame (protocol.md §2.3). */
+/** Kind-3 "user broadcast push" binary frame (docs/realtime-spec.md §2.3). */
 export function encodeUserBroadcastPush({ joinRef, ref, topic, event, payload, meta = '', binary = false }) {
   const enc = (s) => Buffer.from(s ?? '', 'utf8')
   const jr = enc(joinRef)

@@ -1,5 +1,5 @@
 // Membership lifecycle: leave, disconnect, abrupt drop, same key on two sockets,
-// server-generated keys, reconnect. protocol.md §3.4, §3.8, §4.2, §4.6, §9 cases 11–16, 31.
+// server-generated keys, reconnect. docs/realtime-spec.md §3.4, §3.8, §4.2, §4.6, §9 cases 11–16, 31.
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import {

@@ -1,4 +1,4 @@
-// Presence semantics seen through realtime-js: protocol.md §4, §9 cases 4–10.
+// Presence semantics seen through realtime-js: docs/realtime-spec.md §4, §9 cases 4–10.
 // Each case builds its own room (A = key 'a', B = key 'b') so cases run concurrently.
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'

@@ -1,4 +1,4 @@
-// Presence-enabled vs presence-disabled members: protocol.md §4.3, §4.4, §4.6, §9 cases 17–19.
+// Presence-enabled vs presence-disabled members: docs/realtime-spec.md §4.3, §4.4, §4.6, §9 cases 17–19.
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { harness, roomName, waitFor, sleep, presenceEvents, spyPresenceTriggers, subscribe, LOCAL_MS, TEST_TIMEOUT } from './helpers.mjs'

@@ -1,123 +1,93 @@
-// useChildrenPresence: watch some users' presence; report only real status changes.
-import { useCallback, useEffect, useMemo, useRef, useState } from 'react'
-import type { RealtimeChannel } from '@supabase/realtime-js'
-import { createRealtimeClient, configKey, DEFAULT_ROOM, useRollcallConfig, type RollcallConfig } from './client'
-
-/** A watched user's status: online (a visible page), idle (only hidden pages), offline. */
-export type ChildStatus = 'online' | 'idle' | 'offline'
+// useChildrenPresence: some users' statuses from the server's status watch.
+import { useEffect, useMemo, useRef, useState } from 'react'
+import { useRollcall } from './provider.js'
+import type { ChildStatus, KeyStatus } from './status.js'
 
 /** Options of {@link useChildrenPresence}. */
 export interface UseChildrenPresenceOptions {
   childIds: readonly string[]
-  /** False: do not connect. Default true. */
+  /** False: watch nothing. Default true. */
   enabled?: boolean
   /**
-   * Called once per real change of a child's status, after the first known status (the
-   * baseline, read with `isChildOnline`/`statuses`). Never called twice with the same status.
+   * Called once per real change of a child's status after its first known status (the
+   * baseline, read with `statusOf`/`statuses`). Offline comes only after the server's
+   * `offline_grace`, so a child reloading a page does not flap.
    */
   onStatusChange?: (childId: string, status: ChildStatus, previous: ChildStatus) => void
-  /** Overrides the provider's config. */
-  config?: RollcallConfig
 }
 
-/** What {@link useChildrenPresence} returns; a new object only when a status changed. */
+/** What {@link useChildrenPresence} returns; a new object only when something changed. */
 export interface ChildrenPresence {
-  /** True while the child has a presence (online or idle). */
+  /** True while the child is online or idle. */
   isChildOnline: (childId: string) => boolean
-  /** The child's status; `offline` for ids not watched. */
+  /** The child's status; `offline` until known and for ids not watched. */
   statusOf: (childId: string) => ChildStatus
-  /** Status of every watched child. */
-  statuses: Readonly<Record<string, ChildStatus>>
-  /** True while the watching channel is joined. */
+  /** When the child was last seen (ms since the epoch), `null` if never or unknown. */
+  lastSeen: (childId: string) => number | null
+  /** Status and last seen of every watched child with a known status. */
+  statuses: Readonly<Record<string, KeyStatus>>
+  /** True while the status watch is joined. */
   connected: boolean
 }
 
-type Metas = Array<{ status?: string }>
-
-function statusFrom(metas: Metas | undefined): ChildStatus {
-  if (!metas || metas.length === 0) return 'offline'
-  return metas.some((m) => m.status !== 'idle') ? 'online' : 'idle'
+function sameStatuses(a: Record<string, KeyStatus>, b: Record<string, KeyStatus>): boolean {
+  const ka = Object.keys(a)
+  if (ka.length !== Object.keys(b).length) return false
+  return ka.every((k) => b[k] && a[k].status === b[k].status && a[k].lastSeen === b[k].lastSeen)
 }
 
-/** Watches `childIds` in the presence channel (one socket per mounted hook). */
+/**
+ * Watches `childIds` through the server's status watch (`rollcall:status`): the provider's one
+ * socket, one watch for all hooks. Statuses survive a reconnect of this client; after it, only
+ * what changed meanwhile is reported.
+ */
 export function useChildrenPresence({
   childIds,
   enabled = true,
   onStatusChange,
-  config,
 }: UseChildrenPresenceOptions): ChildrenPresence {
-  const cfg = useRollcallConfig(config)
-  const [statuses, setStatuses] = useState<Record<string, ChildStatus>>({})
+  const watch = useRollcall().statuses()
+  const idsKey = [...new Set(childIds)].sort().join('\u0000')
+  const [statuses, setStatuses] = useState<Record<string, KeyStatus>>({})
   const [connected, setConnected] = useState(false)
-  const cfgRef = useRef(cfg)
-  cfgRef.current = cfg
   const callback = useRef(onStatusChange)
   callback.current = onStatusChange
-  const ids = useRef(childIds)
-  ids.current = childIds
-  const channelRef = useRef<RealtimeChannel | null>(null)
-  const known = useRef<Record<string, ChildStatus>>({})
-  const key = configKey(cfg)
-  const idsKey = [...childIds].sort().join('\u0000')
-
-  const recompute = useCallback(() => {
-    const channel = channelRef.current
-    const state = (channel?.presenceState() ?? {}) as Record<string, Metas>
-    const synced = channel !== null
-    const next: Record<string, ChildStatus> = {}
-    let changed = Object.keys(known.current).length !== ids.current.length
-    for (const id of ids.current) {
-      const now = synced ? statusFrom(state[id]) : 'offline'
-      const before = known.current[id]
-      next[id] = now
-      if (before === undefined) {
-        changed = true // baseline: no callback
-      } else if (before !== now) {
-        changed = true
-        callback.current?.(id, now, before)
-      }
-    }
-    if (changed) {
-      known.current = next
-      setStatuses(next)
-    }
-  }, [])
 
   useEffect(() => {
     if (!enabled) {
+      setStatuses({})
       setConnected(false)
       return
     }
-    const c = cfgRef.current
-    const client = createRealtimeClient(c)
-    const channel = client.channel(c.room ?? DEFAULT_ROOM, { config: { presence: { enabled: true } } })
-    let synced = false
-    channel.on('presence', { event: 'sync' }, () => {
-      if (!synced) {
-        synced = true
-        channelRef.current = channel
-        known.current = {} // the first sync sets the baseline
+    const ids = idsKey === '' ? [] : idsKey.split('\u0000')
+    const mine = new Set(ids)
+    const read = () => {
+      const next: Record<string, KeyStatus> = {}
+      for (const id of ids) {
+        const s = watch.get(id)
+        if (s) next[id] = s
       }
-      recompute()
-    })
-    channel.subscribe((s) => setConnected(s === 'SUBSCRIBED'))
-    return () => {
-      channelRef.current = null
-      known.current = {}
-      setConnected(false)
-      void client.removeChannel(channel).finally(() => client.disconnect())
+      setStatuses((prev) => (sameStatuses(prev, next) ? prev : next))
+      setConnected(watch.isJoined())
     }
-  }, [enabled, key, recompute])
-
-  // New or removed ids: new ones get a baseline, no callback.
-  useEffect(() => {
-    if (channelRef.current) recompute()
-  }, [idsKey, recompute])
+    const offChanged = watch.changed.subscribe(read)
+    const offChange = watch.onChange((key, now, before) => {
+      if (mine.has(key)) callback.current?.(key, now.status, before.status)
+    })
+    const release = watch.watch(ids)
+    read()
+    return () => {
+      release()
+      offChange()
+      offChanged()
+    }
+  }, [watch, idsKey, enabled])
 
   return useMemo(
     () => ({
-      isChildOnline: (id: string) => (statuses[id] ?? 'offline') !== 'offline',
-      statusOf: (id: string) => statuses[id] ?? 'offline',
+      isChildOnline: (id: string) => (statuses[id]?.status ?? 'offline') !== 'offline',
+      statusOf: (id: string) => statuses[id]?.status ?? 'offline',
+      lastSeen: (id: string) => statuses[id]?.lastSeen ?? null,
       statuses,
       connected,
     }),

@@ -1,8 +1,9 @@
-// usePresence: track the current user in the presence channel while mounted.
-import { useEffect, useRef, useState } from 'react'
-import { createRealtimeClient, configKey, DEFAULT_ROOM, useRollcallConfig, type RollcallConfig } from './client'
+// usePresence and useMyPresence: this client's own presence in a room.
+import { useCallback, useEffect, useState, useSyncExternalStore } from 'react'
+import { useRollcall } from './provider.js'
+import type { Meta } from './room.js'
 
-/** What a tracked user looks like to watchers (the presence meta). */
+/** What a user tracked by {@link usePresence} looks like to others (the presence meta). */
 export interface PresenceMeta {
   user_id: string
   user_type?: string
@@ -11,6 +12,8 @@ export interface PresenceMeta {
   status: 'online' | 'idle'
   /** When this hook started tracking (ISO 8601). */
   online_at: string
+  /** Fields set with {@link useMyPresence}. */
+  [field: string]: unknown
 }
 
 /** Options of {@link usePresence}. */
@@ -18,10 +21,10 @@ export interface UsePresenceOptions {
   userId: string | null | undefined
   userType?: string
   name?: string
-  /** False (or no userId): do not connect. Default true. */
+  /** The room (default: the provider's). */
+  room?: string
+  /** False (or no userId): not present. Default true. */
   enabled?: boolean
-  /** Overrides the provider's config. */
-  config?: RollcallConfig
 }
 
 /** This user's own state: `connecting` until the channel is joined and tracked. */
@@ -32,78 +35,28 @@ function pageHidden(): boolean {
 }
 
 /**
- * Tracks `userId` while mounted and enabled: online on connect (and re-tracked after every
- * reconnect), `idle` while the page is hidden, untracked on unmount and on `pagehide`.
+ * Tracks `userId` while mounted and enabled: online once joined (re-tracked after every
+ * reconnect), `idle` while the page is hidden. A new `name` or `userType` updates the meta in
+ * place (watchers see no leave); a new `userId` rejoins as that user. On `pagehide`
+ * realtime-js closes the socket (the presence leaves at once) and reopens it on `pageshow`.
  */
-export function usePresence({ userId, userType, name, enabled = true, config }: UsePresenceOptions): {
+export function usePresence({ userId, userType, name, room, enabled = true }: UsePresenceOptions): {
   status: OwnStatus
 } {
-  const cfg = useRollcallConfig(config)
-  const [status, setStatus] = useState<OwnStatus>('offline')
-  const cfgRef = useRef(cfg)
-  cfgRef.current = cfg
-  const key = configKey(cfg)
+  const r = useRollcall().room(room)
+  const active = enabled && !!userId
+  const [visibility, setVisibility] = useState<'online' | 'idle'>(() => (pageHidden() ? 'idle' : 'online'))
+  const [hidden, setHidden] = useState(false)
+  const [onlineAt] = useState(() => new Date().toISOString())
+  const state = useSyncExternalStore(r.changed.subscribe, r.getState, r.getState)
 
   useEffect(() => {
-    if (!enabled || !userId) {
-      setStatus('offline')
-      return
-    }
-    const c = cfgRef.current
-    const client = createRealtimeClient(c)
-    const channel = client.channel(c.room ?? DEFAULT_ROOM, { config: { presence: { key: userId } } })
-    const onlineAt = new Date().toISOString()
-    let visibility: 'online' | 'idle' = pageHidden() ? 'idle' : 'online'
-    let joined = false
-    let stopped = false
-    setStatus('connecting')
-
-    const track = () => {
-      if (!joined || stopped) return
-      const meta: PresenceMeta = { user_id: userId, status: visibility, online_at: onlineAt }
-      if (userType !== undefined) meta.user_type = userType
-      if (name !== undefined) meta.name = name
-      void channel.track(meta)
-      setStatus(visibility)
-    }
-    channel.subscribe((s) => {
-      if (s === 'SUBSCRIBED') {
-        // realtime-js does not re-track after a rejoin (protocol §4.6): do it on every SUBSCRIBED.
-        joined = true
-        track()
-      } else {
-        joined = false
-        if (!stopped) setStatus('connecting')
-      }
-    })
-
-    const onVisibility = () => {
-      const next = pageHidden() ? 'idle' : 'online'
-      if (next !== visibility) {
-        visibility = next
-        track()
-      }
-    }
-    const stop = () => {
-      if (stopped) return
-      stopped = true
-      joined = false
-      void channel.untrack()
-      void client.disconnect()
-    }
-    const onPageHide = () => {
-      stop()
-      setStatus('offline')
-    }
-    const onPageShow = () => {
-      // Back from the back/forward cache (realtime-js's socket reconnects by itself on
-      // pageshow; without this the channel would rejoin untracked).
-      if (stopped) {
-        stopped = false
-        setStatus('connecting')
-        client.connect()
-      }
-    }
+    if (!active) return
+    r.setKey(userId!)
+    const release = r.acquire()
+    const onVisibility = () => setVisibility(pageHidden() ? 'idle' : 'online')
+    const onPageHide = () => setHidden(true)
+    const onPageShow = () => setHidden(false)
     document.addEventListener('visibilitychange', onVisibility)
     window.addEventListener('pagehide', onPageHide)
     window.addEventListener('pageshow', onPageShow)
@@ -111,9 +64,36 @@ export function usePresence({ userId, userType, name, enabled = true, config }: 
       document.removeEventListener('visibilitychange', onVisibility)
       window.removeEventListener('pagehide', onPageHide)
       window.removeEventListener('pageshow', onPageShow)
-      stop()
+      r.setBase(null)
+      release()
     }
-  }, [userId, userType, name, enabled, key])
+  }, [r, userId, active])
 
+  useEffect(() => {
+    if (!active) return
+    const meta: Meta = { user_id: userId!, status: visibility, online_at: onlineAt }
+    if (userType !== undefined) meta.user_type = userType
+    if (name !== undefined) meta.name = name
+    r.setBase(meta)
+  }, [r, active, userId, userType, name, visibility, onlineAt])
+
+  let status: OwnStatus
+  if (!active || hidden) status = 'offline'
+  else if (state !== 'joined') status = 'connecting'
+  else status = visibility
   return { status }
+}
+
+/**
+ * Custom fields of this client's own presence meta in a room, like Liveblocks'
+ * `useMyPresence`: `[fields, update]`; `update({cursor: {x, y}})` merges and re-tracks (an
+ * in-place update). Tracks under {@link usePresence}'s user when it is mounted for the room,
+ * else under a key the server picks.
+ */
+export function useMyPresence<M extends Meta = Meta>(room?: string): [Partial<M>, (patch: Partial<M>) => void] {
+  const r = useRollcall().room(room)
+  useEffect(() => r.acquire(), [r])
+  const fields = useSyncExternalStore(r.changed.subscribe, r.getCustom, r.getCustom) as Partial<M>
+  const update = useCallback((patch: Partial<M>) => r.updateCustom(patch as Meta), [r])
+  return [fields, update]
 }

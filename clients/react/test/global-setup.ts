@@ -6,13 +6,18 @@ import { startRollcall } from '../../test-server.mjs'
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    rollcall: { url: string; heartbeatMs: number; missed: number }
+    rollcall: { url: string; heartbeatMs: number; missed: number; offlineGraceMs: number }
   }
 }
 
 export default async function setup(project: TestProject) {
-  const server = await startRollcall({ heartbeatMs: 1000, missed: 3 })
-  project.provide('rollcall', { url: server.url, heartbeatMs: server.heartbeatMs, missed: server.missed })
+  const server = await startRollcall({ heartbeatMs: 1000, missed: 3, offlineGraceMs: 1000 })
+  project.provide('rollcall', {
+    url: server.url,
+    heartbeatMs: server.heartbeatMs,
+    missed: server.missed,
+    offlineGraceMs: server.offlineGraceMs,
+  })
   return async () => {
     await server.stop()
   }

@@ -1,5 +1,5 @@
 //! An async (tokio) client for Rollcall and Supabase Realtime: the Phoenix channels protocol as
-//! `@supabase/realtime-js` speaks it (`docs/protocol.md` in the shared docs; § numbers below
+//! `@supabase/realtime-js` speaks it (`docs/realtime-spec.md`; § numbers below
 //! refer to it).
 //!
 //! * [`Client::connect`] opens one WebSocket (`apikey`, optional user token, vsn 1.0.0 or 2.0.0)

@@ -2,7 +2,7 @@
 //!
 //! Rollcall serves unmodified `@supabase/realtime-js` clients; this crate turns their frames into
 //! values and the server's answers back into frames. The rules it follows are in
-//! `docs/protocol.md` (§ numbers below refer to it). It depends on serde, serde_json and
+//! `docs/realtime-spec.md` (§ numbers below refer to it). It depends on serde, serde_json and
 //! thiserror only: no async runtime, no sockets, no clock. The server feeds it bytes and sends
 //! the bytes it returns.
 //!

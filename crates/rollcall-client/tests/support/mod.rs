@@ -173,6 +173,10 @@ pub async fn run_node_suite(
             "ROLLCALL_MISSED_HEARTBEATS",
             server.hub.cfg.core.missed_heartbeats.to_string(),
         )
+        .env(
+            "ROLLCALL_OFFLINE_GRACE_MS",
+            server.hub.cfg.core.offline_grace.0.to_string(),
+        )
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .output()
