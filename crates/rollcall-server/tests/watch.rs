@@ -273,3 +273,22 @@ async fn status_read_service_role_limits_who_may_watch() {
     assert_eq!(r[4]["status"], "ok", "{r}");
     s.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn max_watched_keys_bounds_one_socket() {
+    let mut cfg = config();
+    cfg.limits.max_watched_keys = 2;
+    let s = support::start(cfg).await;
+    let mut w = connect(&s.ws_url("2.0.0")).await;
+    join_status(&mut w).await;
+    let r = keys_event(&mut w, "watch", "1", json!(["a", "b"])).await;
+    assert_eq!(r[4]["status"], "ok", "{r}");
+    let r = keys_event(&mut w, "watch", "2", json!(["c"])).await;
+    let reason = r[4]["response"]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.starts_with("TooManyWatchedKeys: a socket watches at most 2 keys"),
+        "{r}"
+    );
+    drop(w);
+    s.shutdown().await.unwrap();
+}

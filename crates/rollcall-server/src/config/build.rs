@@ -83,7 +83,7 @@ impl ServerConfig {
         };
         Ok(ServerConfig {
             http: http_settings(&s)?,
-            limits: limits(&s)?,
+            limits: limits(&s, &core)?,
             database_url: database_url(s.database_url.as_deref())?,
             database: crate::persist::DatabaseSettings {
                 require: s.require_database.unwrap_or(false),
@@ -154,8 +154,21 @@ fn core_config(s: &Settings) -> Result<rollcall_core::Config, ConfigError> {
     Ok(core)
 }
 
-fn limits(s: &Settings) -> Result<Limits, ConfigError> {
+fn limits(s: &Settings, core: &rollcall_core::Config) -> Result<Limits, ConfigError> {
     let d = Limits::default();
+    let max_watched_keys = at_least(
+        "max_watched_keys",
+        s.max_watched_keys,
+        d.max_watched_keys,
+        1,
+    )?;
+    if max_watched_keys > core.max_batch_keys {
+        return Err(invalid(
+            "max_watched_keys",
+            max_watched_keys,
+            format!("at most max_batch_keys ({})", core.max_batch_keys),
+        ));
+    }
     Ok(Limits {
         max_connections: at_least("max_connections", s.max_connections, d.max_connections, 1)?,
         max_joins_per_second: at_least(
@@ -186,6 +199,7 @@ fn limits(s: &Settings) -> Result<Limits, ConfigError> {
             1024,
         )?,
         join_timeout: positive("join_timeout", s.join_timeout, d.join_timeout)?,
+        max_watched_keys,
     })
 }
 
@@ -396,6 +410,15 @@ mod tests {
         assert!(e.contains("cors_origins"), "{e}");
         let e = parse(&["--redis-url", "redis://x", "--node-timeout", "100ms"]).unwrap_err();
         assert!(e.contains("node_timeout"), "{e}");
+        let e = parse(&["--max-watched-keys", "20000"]).unwrap_err();
+        assert!(e.contains("max_watched_keys") && e.contains("10000"), "{e}");
+        assert_eq!(
+            parse(&["--max-watched-keys", "5"])
+                .unwrap()
+                .limits
+                .max_watched_keys,
+            5
+        );
         let e = parse(&["--redis-url", "http://x"]).unwrap_err();
         assert!(e.contains("redis_url"), "{e}");
     }

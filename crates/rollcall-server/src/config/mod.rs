@@ -166,6 +166,8 @@ pub struct Limits {
     pub outbound_queue_bytes: usize,
     /// Time allowed before the first join.
     pub join_timeout: Millis,
+    /// Distinct keys one socket may watch on the status topic (at most `max_batch_keys`).
+    pub max_watched_keys: usize,
 }
 
 impl Default for Limits {
@@ -180,6 +182,7 @@ impl Default for Limits {
             max_topic_bytes: 255,
             outbound_queue_bytes: 1 << 20,
             join_timeout: Millis::from_secs(120),
+            max_watched_keys: 1000,
         }
     }
 }

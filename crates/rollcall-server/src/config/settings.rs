@@ -127,6 +127,10 @@ pub struct Settings {
     /// A connection that joins no channel within this time is closed [default: 2m].
     #[arg(long, env = "ROLLCALL_JOIN_TIMEOUT")]
     pub join_timeout: Option<Duration>,
+    /// Most distinct keys one socket may watch on `realtime:rollcall:status`; at most
+    /// `max_batch_keys` [default: 1000].
+    #[arg(long, env = "ROLLCALL_MAX_WATCHED_KEYS")]
+    pub max_watched_keys: Option<usize>,
     /// This node's id, unique among nodes sharing a database or Redis; letters, digits, `-`
     /// and `_`, at most 64 [default: `<hostname>-<port>`, or a random id when the port is 0].
     #[arg(long, env = "ROLLCALL_NODE_ID")]

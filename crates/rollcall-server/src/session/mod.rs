@@ -36,7 +36,7 @@ use crate::refusal::Refusal;
 
 pub use join::topic_for;
 pub use timers::SessionClose;
-pub use watch::{MAX_WATCHED_KEYS, STATUS_TOPIC};
+pub use watch::STATUS_TOPIC;
 
 /// A joined channel.
 #[derive(Debug)]

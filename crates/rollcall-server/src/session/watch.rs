@@ -22,8 +22,6 @@ pub const STATUS_TOPIC: &str = "realtime:rollcall:status";
 pub(super) const WATCH: &str = "watch";
 /// Stop watching a list of keys.
 pub(super) const UNWATCH: &str = "unwatch";
-/// Most keys one socket may watch at once.
-pub const MAX_WATCHED_KEYS: usize = 1000;
 
 /// `{"keys": [...]}`.
 #[derive(Deserialize)]
@@ -114,7 +112,9 @@ impl Session {
             };
             return self.error(msg, Refusal::WatchKeyTooLong(e.to_string()));
         }
-        let limit = MAX_WATCHED_KEYS.min(self.hub.cfg.core.max_batch_keys);
+        // Validated settings keep it within max_batch_keys; a config built in code may not.
+        let cfg = &self.hub.cfg;
+        let limit = cfg.limits.max_watched_keys.min(cfg.core.max_batch_keys);
         let mut asked = keys;
         asked.sort();
         asked.dedup();
