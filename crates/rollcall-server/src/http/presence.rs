@@ -1,6 +1,6 @@
 //! Presence reads over HTTP: batch status, a channel's presence state, a key's login history.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -210,8 +210,7 @@ pub async fn sessions(
     caller: Caller,
     Path(key): Path<String>,
     query: Result<Query<SessionsQuery>, axum::extract::rejection::QueryRejection>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
+) -> Result<axum::Json<SessionsResponse>, ApiError> {
     require(
         &hub,
         caller.is_service() || caller.sub() == Some(key.as_str()),
@@ -232,26 +231,12 @@ pub async fn sessions(
             format!("`from` and `to` are Unix milliseconds, not negative: {bad}"),
         ));
     }
-    if q.from.unwrap_or(0) > q.to.unwrap_or(i64::MAX) {
-        // An empty range holds no session.
-        return Ok(axum::Json(SessionsResponse {
-            key,
-            sessions: Vec::new(),
-        })
-        .into_response());
-    }
-    let resp = crate::persist::sessions(State(hub), Path(key), Query(params)).await;
-    if resp.status().is_success() {
-        return Ok(resp);
-    }
-    // Every error answer of the API has the same shape.
-    let status = resp.status();
-    let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
-        .await
-        .unwrap_or_default();
-    let detail = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["error"].as_str().map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-    Err(ApiError::new(status, detail))
+    let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(i64::MAX));
+    // An empty range holds no session.
+    let sessions = if from > to {
+        Vec::new()
+    } else {
+        crate::persist::sessions(&hub, &key, from, to).await?
+    };
+    Ok(axum::Json(SessionsResponse { key, sessions }))
 }

@@ -1,14 +1,11 @@
 //! A build without the `sql` feature: no store. Every function here answers as a server
 //! with `database_url = none` does.
 
+use axum::http::StatusCode;
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-
+use crate::http::ApiError;
 use crate::hub::Hub;
 
 /// No store can exist in this build.
@@ -42,19 +39,20 @@ pub async fn offline_last_seen(
     Ok(HashMap::new())
 }
 
-/// `GET /api/presence/{key}/sessions`: 404, as with `database_url = none`.
+/// No login history: 404, as with `database_url = none`.
+///
+/// # Errors
+/// Always that refusal.
 pub async fn sessions(
-    State(_hub): State<Arc<Hub>>,
-    Path(_key): Path<String>,
-    Query(_params): Query<HashMap<String, String>>,
-) -> Response {
-    (
+    _hub: &Hub,
+    _key: &str,
+    _from: i64,
+    _to: i64,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    Err(ApiError::new(
         StatusCode::NOT_FOUND,
-        axum::Json(serde_json::json!({
-            "error": "persistence is disabled (built without the `sql` feature)"
-        })),
-    )
-        .into_response()
+        "persistence is disabled (built without the `sql` feature)",
+    ))
 }
 
 /// Unreachable: nothing fails.

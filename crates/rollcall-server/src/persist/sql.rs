@@ -2,15 +2,12 @@
 //! serves `GET /api/presence/{key}/sessions`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use rollcall_sql::{DbConfig, DbState, Persistence, SqlError};
-use serde_json::json;
 
 use super::{LoginDurability, MAX_SESSIONS};
+use crate::http::ApiError;
 use crate::hub::Hub;
 
 /// The attached store.
@@ -111,51 +108,31 @@ pub async fn offline_last_seen(
         .collect())
 }
 
-fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": msg.into() }))).into_response()
-}
-
-fn millis(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, String> {
-    match params.get(name) {
-        None => Ok(None),
-        Some(v) => v
-            .trim()
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| format!("`{name}` must be Unix milliseconds (an integer), got {v:?}")),
-    }
-}
-
-/// `GET /api/presence/{key}/sessions?from=&to=`: the key's online periods overlapping
-/// `[from, to)` (Unix ms; default: all time), oldest first, at most [`MAX_SESSIONS`].
+/// The key's online periods overlapping `[from, to)` (Unix ms), oldest first, at most
+/// [`MAX_SESSIONS`]: 404 without a database, 503 (at once while it is known down) when the
+/// query fails.
+///
+/// # Errors
+/// The refusal to answer with.
 pub async fn sessions(
-    State(hub): State<Arc<Hub>>,
-    Path(key): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
+    hub: &Hub,
+    key: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<rollcall_sql::Session>, ApiError> {
     let Some(p) = hub.persistence.get() else {
-        return error(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "persistence is disabled (--database-url none)",
-        );
+        ));
     };
-    let (from, to) = match (millis(&params, "from"), millis(&params, "to")) {
-        (Ok(f), Ok(t)) => (f.unwrap_or(0), t.unwrap_or(i64::MAX)),
-        (Err(msg), _) | (_, Err(msg)) => return error(StatusCode::BAD_REQUEST, msg),
-    };
-    if from > to {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("`from` ({from}) is after `to` ({to})"),
-        );
-    }
-    match p.db().sessions(&key, from, to, MAX_SESSIONS).await {
-        Ok(list) => axum::Json(json!({ "key": key, "sessions": list })).into_response(),
-        Err(e) => {
+    p.db()
+        .sessions(key, from, to, MAX_SESSIONS)
+        .await
+        .map_err(|e| {
             tracing::warn!(error = %e, "sessions query failed");
-            error(StatusCode::SERVICE_UNAVAILABLE, unavailable(&e))
-        }
-    }
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, unavailable(&e))
+        })
 }
 
 /// The 503 message for a failed database query.
