@@ -135,12 +135,7 @@ impl Session {
         if self.channels.len() >= self.hub.cfg.max_channels_per_connection {
             return self.error(msg, Refusal::TooManyChannels);
         }
-        let join_ref: Arc<str> = Arc::from(
-            msg.join_ref
-                .as_deref()
-                .or(msg.msg_ref.as_deref())
-                .unwrap_or(""),
-        );
+        let join_ref = join_ref_of(msg);
         let internal = internal_topic(topic, cfg.private);
         self.hub
             .registry
@@ -157,8 +152,8 @@ impl Session {
                 outbox: self.outbox.clone(),
             });
         self.hub.bus.subscribe(internal.as_str());
-        self.channels.insert(
-            topic.to_string(),
+        self.open_channel(
+            msg,
             Channel {
                 join_ref: join_ref.clone(),
                 internal: internal.clone(),
@@ -171,10 +166,6 @@ impl Session {
                 presence_calls: RateWindow::new(),
             },
         );
-        self.joined_once = true;
-        self.hub.channels.fetch_add(1, Ordering::Relaxed);
-        Metrics::inc(&self.hub.metrics.joins);
-        self.ok(msg, r#"{"postgres_changes":[]}"#);
         if cfg.presence_enabled {
             let mut state = Vec::with_capacity(256);
             self.hub
@@ -192,6 +183,16 @@ impl Session {
             );
             self.send(buf);
         }
+    }
+
+    /// Records a joined channel on `msg.topic` and acknowledges the join (counted once here
+    /// for every kind of channel).
+    pub(super) fn open_channel(&mut self, msg: &Inbound<'_>, ch: Channel) {
+        self.channels.insert(msg.topic.to_string(), ch);
+        self.joined_once = true;
+        self.hub.channels.fetch_add(1, Ordering::Relaxed);
+        Metrics::inc(&self.hub.metrics.joins);
+        self.ok(msg, r#"{"postgres_changes":[]}"#);
     }
 
     /// The channel's presence key: the client's, a fresh UUID, or the token's `sub`.
@@ -219,4 +220,14 @@ impl Session {
             }
         }
     }
+}
+
+/// A channel's join ref: the push's `join_ref`, or its `ref` (v1 clients send only that).
+pub(super) fn join_ref_of(msg: &Inbound<'_>) -> Arc<str> {
+    Arc::from(
+        msg.join_ref
+            .as_deref()
+            .or(msg.msg_ref.as_deref())
+            .unwrap_or(""),
+    )
 }

@@ -12,7 +12,6 @@ use super::{Channel, Session};
 use crate::auth::Claims;
 use crate::http_auth::{SERVICE_ROLE, StatusRead};
 use crate::limits::RateWindow;
-use crate::metrics::Metrics;
 use crate::refusal::Refusal;
 use crate::watches::{Route, status_json};
 
@@ -48,16 +47,10 @@ impl Session {
         if self.channels.len() >= self.hub.cfg.max_channels_per_connection {
             return self.error(msg, Refusal::TooManyChannels);
         }
-        let join_ref: Arc<str> = Arc::from(
-            msg.join_ref
-                .as_deref()
-                .or(msg.msg_ref.as_deref())
-                .unwrap_or(""),
-        );
-        self.channels.insert(
-            STATUS_TOPIC.to_string(),
+        self.open_channel(
+            msg,
             Channel {
-                join_ref,
+                join_ref: super::join::join_ref_of(msg),
                 internal: rollcall_core::Topic::new(STATUS_TOPIC),
                 key: None,
                 broadcast_self: false,
@@ -68,12 +61,6 @@ impl Session {
                 presence_calls: RateWindow::new(),
             },
         );
-        self.joined_once = true;
-        self.hub
-            .channels
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Metrics::inc(&self.hub.metrics.joins);
-        self.ok(msg, r#"{"postgres_changes":[]}"#);
     }
 
     /// Whether a token with `claims` may watch (`None`: the server runs open).
