@@ -16,11 +16,11 @@ use clap::Parser;
 use rollcall_server::persist::LoginDurability;
 use rollcall_server::{Hub, Server, ServerConfig, Settings};
 use rollcall_sql::{DbConfig, DbMetrics, Persistence};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use support::{Ws, send};
+use support::online;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(rollcall_testkit::unique_name(name));
@@ -31,29 +31,6 @@ fn temp_dir(name: &str) -> PathBuf {
 async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
     let (status, body) = support::http(&addr.to_string(), method, path, body).await;
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
-
-/// Connects, joins `realtime:room-KEY` as `key` and tracks; returns once the track is acked.
-async fn online(ws_url: &str, key: &str) -> Ws {
-    let mut ws = support::connect(ws_url).await;
-    let topic = format!("realtime:room-{key}");
-    send(
-        &mut ws,
-        json!(["1", "1", topic, "phx_join", {"config": {
-        "broadcast": {"ack": false, "self": false},
-        "presence": {"key": key, "enabled": true}, "postgres_changes": [], "private": false}}]),
-    )
-    .await;
-    support::until(&mut ws, 10, |v| v[1] == "1" && v[3] == "phx_reply").await;
-    send(
-        &mut ws,
-        json!(["1", "2", topic, "presence",
-        {"type": "presence", "event": "track", "payload": {"k": key}}]),
-    )
-    .await;
-    let r = support::until(&mut ws, 10, |v| v[1] == "2" && v[3] == "phx_reply").await;
-    assert_eq!(r[4]["status"], "ok", "{r}");
-    ws
 }
 
 async fn ready(addr: SocketAddr) -> bool {

@@ -13,11 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rollcall_sql::{Db, DbConfig, DbMetrics};
-use serde_json::json;
 use sqlx::Connection;
 use tokio::net::TcpStream;
 
-use support::{Ws, send};
+use support::Ws;
 
 const KEYS: usize = 1_000;
 /// The documented write-behind window (`sync_window`).
@@ -73,24 +72,7 @@ async fn wait_ready(addr: SocketAddr) {
 
 /// Joins `realtime:room-KEY` as `key` and tracks; returns the socket and when the ack came.
 async fn track(url: &str, key: &str) -> (Ws, Instant) {
-    let mut ws = support::connect(url).await;
-    let topic = format!("realtime:room-{key}");
-    send(
-        &mut ws,
-        json!(["1", "1", topic, "phx_join", {"config": {
-        "broadcast": {"ack": false, "self": false},
-        "presence": {"key": key, "enabled": true}, "postgres_changes": [], "private": false}}]),
-    )
-    .await;
-    support::until(&mut ws, 10, |v| v[1] == "1" && v[3] == "phx_reply").await;
-    send(
-        &mut ws,
-        json!(["1", "2", topic, "presence",
-        {"type": "presence", "event": "track", "payload": {"k": key}}]),
-    )
-    .await;
-    let r = support::until(&mut ws, 10, |v| v[1] == "2" && v[3] == "phx_reply").await;
-    assert_eq!(r[4]["status"], "ok", "{r}");
+    let ws = support::online(url, key).await;
     (ws, Instant::now())
 }
 

@@ -11,9 +11,8 @@ use rollcall_server::{Hub, ServerConfig};
 use rollcall_sql::{DbConfig, DbMetrics, Persistence};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio_tungstenite::connect_async;
 
-use support::{Ws, send};
+use support::{Ws, online, send};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(rollcall_testkit::unique_name(name));
@@ -47,29 +46,6 @@ async fn start_with(cfg: ServerConfig, db: DbConfig) -> support::TestServer {
 
 async fn until(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
     support::until(ws, 10, pred).await
-}
-
-/// Connects, joins `realtime:room-KEY` as `key` and tracks; returns once the track is acked.
-/// (One room per key: a shared room would fan every join out to every socket.)
-async fn online(ws_url: &str, key: &str) -> Ws {
-    let mut ws = connect_async(ws_url).await.expect("upgrade").0;
-    let topic = format!("realtime:room-{key}");
-    send(
-        &mut ws,
-        json!(["1", "1", topic, "phx_join", {"config": {
-        "broadcast": {"ack": false, "self": false},
-        "presence": {"key": key, "enabled": true}, "postgres_changes": [], "private": false}}]),
-    )
-    .await;
-    until(&mut ws, |v| v[1] == "1" && v[3] == "phx_reply").await;
-    send(
-        &mut ws,
-        json!(["1", "2", topic, "presence",
-        {"type": "presence", "event": "track", "payload": {"k": key}}]),
-    )
-    .await;
-    until(&mut ws, |v| v[1] == "2" && v[3] == "phx_reply").await;
-    ws
 }
 
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {

@@ -51,6 +51,30 @@ pub async fn until(ws: &mut Ws, secs: u64, pred: impl Fn(&Value) -> bool) -> Val
     }
 }
 
+/// Connects, joins `realtime:room-KEY` as `key` and tracks; returns once the track is acked.
+/// (One room per key: a shared room would fan every join out to every socket.)
+pub async fn online(ws_url: &str, key: &str) -> Ws {
+    let mut ws = connect(ws_url).await;
+    let topic = format!("realtime:room-{key}");
+    send(
+        &mut ws,
+        serde_json::json!(["1", "1", topic, "phx_join", {"config": {
+        "broadcast": {"ack": false, "self": false},
+        "presence": {"key": key, "enabled": true}, "postgres_changes": [], "private": false}}]),
+    )
+    .await;
+    until(&mut ws, 10, |v| v[1] == "1" && v[3] == "phx_reply").await;
+    send(
+        &mut ws,
+        serde_json::json!(["1", "2", topic, "presence",
+        {"type": "presence", "event": "track", "payload": {"k": key}}]),
+    )
+    .await;
+    let r = until(&mut ws, 10, |v| v[1] == "2" && v[3] == "phx_reply").await;
+    assert_eq!(r[4]["status"], "ok", "{r}");
+    ws
+}
+
 /// A running server; dropping `stop` (or sending on it) shuts it down.
 pub struct TestServer {
     pub addr: SocketAddr,
