@@ -293,22 +293,7 @@ fn redis_settings(s: &Settings) -> Result<Option<RedisSettings>, ConfigError> {
         ));
     }
     let prefix = s.redis_prefix.clone().unwrap_or_else(|| "rc".to_string());
-    if prefix.is_empty() || prefix.len() > 64 || prefix.contains(['{', '}']) {
-        return Err(invalid(
-            "redis_prefix",
-            prefix,
-            "1 to 64 characters without braces",
-        ));
-    }
-    if !(url.starts_with("redis://") || url.starts_with("rediss://"))
-        || redis_url_is_malformed(&url)
-    {
-        return Err(invalid(
-            "redis_url",
-            url,
-            "a URL such as redis://127.0.0.1:6379",
-        ));
-    }
+    redis_client_accepts(&url, &prefix)?;
     Ok(Some(RedisSettings {
         url,
         prefix,
@@ -316,12 +301,29 @@ fn redis_settings(s: &Settings) -> Result<Option<RedisSettings>, ConfigError> {
     }))
 }
 
-/// True when the Redis client would refuse the URL (checked here so the error names the key).
+/// The Redis adapter's own checks of the URL and prefix, run here so the error names the key.
 #[cfg(feature = "redis")]
-fn redis_url_is_malformed(url: &str) -> bool {
+fn redis_client_accepts(url: &str, prefix: &str) -> Result<(), ConfigError> {
     let mut probe = rollcall_redis::ClusterConfig::new(url, "probe");
-    probe.prefix = "probe".into();
-    rollcall_redis::Cluster::new(probe).is_err()
+    probe.prefix = prefix.to_string();
+    match rollcall_redis::Cluster::new(probe) {
+        Ok(_) => Ok(()),
+        Err(rollcall_redis::ClusterError::InvalidPrefix(p)) => Err(invalid(
+            "redis_prefix",
+            p,
+            "1 to 64 characters without braces",
+        )),
+        Err(_) => Err(invalid(
+            "redis_url",
+            url,
+            "a URL such as redis://127.0.0.1:6379",
+        )),
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_client_accepts(_url: &str, _prefix: &str) -> Result<(), ConfigError> {
+    Ok(())
 }
 
 fn auth(s: &Settings) -> Result<Auth, ConfigError> {
@@ -358,11 +360,6 @@ fn auth(s: &Settings) -> Result<Auth, ConfigError> {
     auth.presence_key = s.presence_key.unwrap_or_default();
     auth.rules = s.access.clone();
     Ok(auth)
-}
-
-#[cfg(not(feature = "redis"))]
-fn redis_url_is_malformed(_url: &str) -> bool {
-    false
 }
 
 #[cfg(test)]
