@@ -3,7 +3,9 @@
 //!
 //! * connection shards (liveness, and the ids of the presences each connection holds),
 //!   sharded by `ConnId` into `Config::shards` mutexes;
-//! * the table (presences, topics and key statuses, all cross-linked by `u32` ids), one mutex.
+//! * the table (presences, topics and key statuses, all cross-linked by `u32` ids), one mutex;
+//! * the diff hand-off queue, taken briefly under the table lock to enqueue a diff in order,
+//!   and alone to dequeue one for the sink, which therefore never runs under a core lock.
 //!
 //! Lock order is always connection shard → table, so there is no deadlock. A heartbeat takes
 //! one connection-shard lock and nothing else; a track takes its connection's shard and the
@@ -12,7 +14,7 @@
 //! are linked to their topic and their key by id: a track costs a few hundred nanoseconds
 //! under it, which one core can do over a million times a second.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -42,12 +44,32 @@ pub struct Engine {
     pub(crate) next_watch: AtomicU64,
     pub(crate) watches: Mutex<HashMap<WatchId, Vec<Key>>>,
     sink: Option<DiffSink>,
+    handoff: Mutex<Handoff>,
 }
 
-/// Receives each diff while the table is still locked, so diffs of one topic reach the
-/// sink in exactly the order they were produced, whichever threads produced them. It must be
-/// quick and must not block or call back into the engine (enqueue the bytes and return).
+/// Receives each diff in exactly the order the engine produced them, whichever threads
+/// produced them, one call at a time and never while a core lock is held (so it may take its
+/// time rendering). It must not call back into the engine's mutating methods.
 pub type DiffSink = Box<dyn Fn(&TopicDiff) + Send + Sync>;
+
+/// Diffs made under the table lock and not yet given to the sink, in production order, and
+/// whether some thread is giving them (the one that found nobody doing it: flat combining).
+#[derive(Default)]
+struct Handoff {
+    queue: VecDeque<TopicDiff>,
+    draining: bool,
+}
+
+/// Clears `Handoff::draining` if the sink panics, so later diffs still find a drainer.
+struct DrainGuard<'a>(&'a Mutex<Handoff>);
+
+impl Drop for DrainGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(self.0).draining = false;
+        }
+    }
+}
 
 /// Result of a successful [`Engine::track`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,12 +131,13 @@ impl Engine {
             next_watch: AtomicU64::new(1),
             watches: Mutex::new(HashMap::new()),
             sink: None,
+            handoff: Mutex::new(Handoff::default()),
             cfg,
         })
     }
 
-    /// Builds an engine that hands every diff to `sink` (under the table lock, hence in
-    /// order per topic) instead of appending it to `Outputs::diffs`.
+    /// Builds an engine that hands every diff to `sink` (in production order, outside the
+    /// core's locks) instead of appending it to `Outputs::diffs`.
     ///
     /// # Errors
     /// A field of `cfg` is out of range (see [`Config::validate`]).
@@ -124,13 +147,36 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Passes diffs appended since `mark` to the sink, if there is one. Call with the topic
-    /// table still locked.
-    fn route(&self, diffs: &mut Vec<TopicDiff>, mark: usize) {
-        if let Some(sink) = &self.sink {
-            for d in diffs.drain(mark..) {
-                sink(&d);
-            }
+    /// Moves diffs appended since `mark` to the hand-off queue, if there is a sink. Call with
+    /// the table still locked, so the queue's order is the engine's order. Returns whether
+    /// the caller must [`Engine::drain`] once it has released its locks (nobody else is).
+    fn route(&self, diffs: &mut Vec<TopicDiff>, mark: usize) -> bool {
+        if self.sink.is_none() || diffs.len() == mark {
+            return false;
+        }
+        let mut h = lock(&self.handoff);
+        h.queue.extend(diffs.drain(mark..));
+        !std::mem::replace(&mut h.draining, true)
+    }
+
+    /// Gives queued diffs to the sink, in order, until the queue is empty. Runs with no core
+    /// lock held; only the thread that [`Engine::route`] elected calls it, so the sink sees
+    /// one diff at a time. Diffs queued by other threads meanwhile are given too.
+    fn drain(&self) {
+        let Some(sink) = &self.sink else { return };
+        let _guard = DrainGuard(&self.handoff);
+        loop {
+            let next = {
+                let mut h = lock(&self.handoff);
+                match h.queue.pop_front() {
+                    Some(d) => d,
+                    None => {
+                        h.draining = false;
+                        return;
+                    }
+                }
+            };
+            sink(&next);
         }
     }
 
@@ -233,8 +279,12 @@ impl Engine {
         if let Some(p) = done.joined {
             conns.add_presence(slot, p);
         }
-        self.route(&mut out.diffs, mark);
+        let elected = self.route(&mut out.diffs, mark);
         drop(table);
+        drop(conns);
+        if elected {
+            self.drain();
+        }
         Ok(Tracked {
             presence_ref: done.presence_ref,
             change: done.change,
@@ -268,7 +318,12 @@ impl Engine {
         let mark = out.diffs.len();
         let reason = LeaveReason::Untracked;
         table.remove(p, Some(key), last_of_conn, now, reason, now, &self.cfg, out);
-        self.route(&mut out.diffs, mark);
+        let elected = self.route(&mut out.diffs, mark);
+        drop(table);
+        drop(conns);
+        if elected {
+            self.drain();
+        }
         Ok(true)
     }
 
@@ -322,7 +377,11 @@ impl Engine {
             let last_of_conn = !rest.iter().any(|&q| table.key_of(q) == k);
             table.remove(p, None, last_of_conn, at, reason, now, &self.cfg, out);
         }
-        self.route(&mut out.diffs, mark);
+        let elected = self.route(&mut out.diffs, mark);
+        drop(table);
+        if elected {
+            self.drain();
+        }
     }
 
     /// Runs every timer due at `now`: expires silent connections (their ids go to
@@ -342,7 +401,11 @@ impl Engine {
         table.keys.tick(now, &self.cfg, out);
         let mark = out.diffs.len();
         table.topics.flush(now, false, &mut out.diffs);
-        self.route(&mut out.diffs, mark);
+        let elected = self.route(&mut out.diffs, mark);
+        drop(table);
+        if elected {
+            self.drain();
+        }
     }
 
     /// Emits every pending diff batch now (for shutdown).
@@ -350,7 +413,11 @@ impl Engine {
         let mut table = lock(&self.table);
         let mark = out.diffs.len();
         table.topics.flush(Millis::ZERO, true, &mut out.diffs);
-        self.route(&mut out.diffs, mark);
+        let elected = self.route(&mut out.diffs, mark);
+        drop(table);
+        if elected {
+            self.drain();
+        }
     }
 
     /// The earliest time [`Engine::tick`] has work, if any timer is armed.

@@ -393,3 +393,74 @@ fn a_diff_sink_receives_diffs_in_order_instead_of_outputs() {
         vec![("t".into(), 1, 0), ("t".into(), 1, 1), ("t".into(), 0, 1)]
     );
 }
+
+/// Many threads track and close at once: the sink sees every diff exactly once, one call at a
+/// time, each presence's join before its leave, and may read the engine (no core lock held).
+#[test]
+fn a_diff_sink_runs_outside_the_locks_one_call_at_a_time_in_order() {
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex, OnceLock, Weak};
+    type Seen = Arc<Mutex<Vec<(bool, rollcall_core::PresenceRef)>>>;
+    let seen: Seen = Arc::default();
+    let engine_slot: Arc<OnceLock<Weak<Engine>>> = Arc::default();
+    let busy = Arc::new(AtomicBool::new(false));
+    let (sink_seen, sink_engine, sink_busy) = (seen.clone(), engine_slot.clone(), busy.clone());
+    let e = Arc::new(
+        Engine::with_diff_sink(
+            Config::default(),
+            Box::new(move |d| {
+                assert!(!sink_busy.swap(true, Ordering::SeqCst), "sink re-entered");
+                // Would deadlock if the sink ran under the table lock.
+                if let Some(e) = sink_engine.get().and_then(Weak::upgrade) {
+                    let _ = e.list(d.topic.as_str());
+                }
+                let mut s = sink_seen.lock().unwrap();
+                s.extend(d.diff.joins.iter().map(|j| (true, j.presence.presence_ref)));
+                s.extend(
+                    d.diff
+                        .leaves
+                        .iter()
+                        .map(|l| (false, l.presence.presence_ref)),
+                );
+                sink_busy.store(false, Ordering::SeqCst);
+            }),
+        )
+        .unwrap(),
+    );
+    engine_slot.set(Arc::downgrade(&e)).unwrap();
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                let mut out = Outputs::default();
+                let topic = Topic::new("room");
+                for i in 0..500 {
+                    let c = ConnId(t * 1000 + i);
+                    e.connect(c, Millis(0)).unwrap();
+                    let key = Key::new(&format!("u{t}-{i}"));
+                    e.track(c, &topic, &key, Meta::empty(), Millis(0), &mut out)
+                        .unwrap();
+                    if i % 2 == 0 {
+                        e.close(c, Millis(1), &mut out);
+                    }
+                }
+                assert!(out.diffs.is_empty());
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    let mut live = HashSet::new();
+    for &(join, r) in seen.iter() {
+        if join {
+            assert!(live.insert(r), "joined twice");
+        } else {
+            assert!(live.remove(&r), "left before it joined");
+        }
+    }
+    assert_eq!(seen.len(), 2000 + 1000);
+    assert_eq!(live.len(), e.list("room").len());
+}

@@ -222,7 +222,8 @@ impl Cluster {
 
     /// Records a local diff and queues it for Redis; `payload` is the diff as the server
     /// already rendered it for its own subscribers (rendered once, not again here). Call from
-    /// the engine's diff sink (under the topic lock, so a topic's diffs are queued in order).
+    /// the engine's diff sink (one call at a time, in the engine's order, so a topic's diffs are
+    /// queued in order).
     /// Never blocks.
     pub fn publish_diff(&self, d: &TopicDiff, payload: &str) {
         let payload = payload.to_string();

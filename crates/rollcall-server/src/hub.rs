@@ -2,8 +2,9 @@
 //! open connections, the clock and the metrics.
 //!
 //! Fan-out encodes a message once per topic and serializer and hands every subscriber the same
-//! reference-counted bytes. Diffs arrive through the engine's diff sink, under the core's topic
-//! lock, so subscribers see a topic's diffs in the order they happened.
+//! reference-counted bytes. Diffs arrive through the engine's diff sink, one at a time in the
+//! engine's order and outside its locks, so subscribers see a topic's diffs in the order they
+//! happened and rendering never holds up a track.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

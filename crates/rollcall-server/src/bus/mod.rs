@@ -47,7 +47,8 @@ impl Readiness {
 }
 
 /// What the hub asks of the other nodes. Every method is cheap and non-blocking unless it
-/// returns a future; the sink methods are called under the engine's topic lock, in order.
+/// returns a future; `publish_diff` is called from the engine's diff sink: one call at a
+/// time, in the engine's order, outside the core's locks.
 pub trait Bus: Send + Sync + std::fmt::Debug {
     /// `local` or `redis`, for logs and metrics.
     fn kind(&self) -> &'static str;
