@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::hub::Hub;
 
 /// The shortest delay the engine arms a timer with under `cfg` (at least one granule).
-pub fn max_sleep(cfg: &Config) -> Millis {
+pub(crate) fn max_sleep(cfg: &Config) -> Millis {
     let nonzero = |m: Millis| (m > Millis::ZERO).then_some(m);
     [
         nonzero(cfg.expiry_timeout()),
@@ -31,7 +31,7 @@ pub fn max_sleep(cfg: &Config) -> Millis {
 }
 
 /// Ticks the engine at each deadline it reports until shutdown.
-pub async fn run(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
     let cap = max_sleep(&hub.cfg.core);
     let mut out = Outputs::default();
     let mut last_tick = Millis::ZERO;

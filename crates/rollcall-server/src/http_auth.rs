@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthError, Claims};
@@ -21,7 +21,7 @@ use crate::hub::Hub;
 
 /// The caller of an HTTP request, as established by its token.
 #[derive(Debug, Clone)]
-pub enum Caller {
+pub(crate) enum Caller {
     /// The server runs open: no token is verified, everything is allowed.
     Open,
     /// A verified token.
@@ -29,7 +29,7 @@ pub enum Caller {
 }
 
 /// The role that may do anything over HTTP (Supabase's service key role).
-pub const SERVICE_ROLE: &str = "service_role";
+pub(crate) const SERVICE_ROLE: &str = "service_role";
 
 /// Who may read the status of arbitrary keys over HTTP (`status_read`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -58,7 +58,7 @@ pub enum MetricsAuth {
 
 impl Caller {
     /// True for open mode and for `service_role` tokens.
-    pub fn is_service(&self) -> bool {
+    pub(crate) fn is_service(&self) -> bool {
         match self {
             Caller::Open => true,
             Caller::Token(c) => c.role == SERVICE_ROLE,
@@ -66,7 +66,7 @@ impl Caller {
     }
 
     /// The token's `sub`, if any.
-    pub fn sub(&self) -> Option<&str> {
+    pub(crate) fn sub(&self) -> Option<&str> {
         match self {
             Caller::Open => None,
             Caller::Token(c) => c.sub.as_deref(),
@@ -75,7 +75,7 @@ impl Caller {
 
     /// May this caller read or write the private channel with subtopic `sub`? The same
     /// `[[access]]` rules as a private-channel join; `service_role` may always.
-    pub fn may_use_private(&self, hub: &Hub, subtopic: &str) -> bool {
+    pub(crate) fn may_use_private(&self, hub: &Hub, subtopic: &str) -> bool {
         match self {
             Caller::Open => true,
             Caller::Token(c) => {
@@ -83,16 +83,10 @@ impl Caller {
             }
         }
     }
-
-    /// A stable label for rate limiting: the token's `sub`, else none (the caller's address
-    /// is used then).
-    pub fn rate_key(&self) -> Option<&str> {
-        self.sub()
-    }
 }
 
 /// The token of a request: `Authorization: Bearer …` first, else the `apikey` header.
-pub fn request_token(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn request_token(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -114,7 +108,7 @@ pub fn request_token(headers: &HeaderMap) -> Option<&str> {
 ///
 /// # Errors
 /// 401 when tokens are verified and the request has none or an invalid one.
-pub fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub(crate) fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<Caller, ApiError> {
     if !hub.cfg.auth.enabled() {
         return Ok(Caller::Open);
     }
@@ -143,18 +137,13 @@ impl FromRequestParts<Arc<Hub>> for Caller {
 ///
 /// # Errors
 /// The 403 naming `what` the token may not do.
-pub fn require(hub: &Hub, allowed: bool, what: &str) -> Result<(), ApiError> {
+pub(crate) fn require(hub: &Hub, allowed: bool, what: &str) -> Result<(), ApiError> {
     if allowed {
         Ok(())
     } else {
         hub.metrics.error("http_forbidden");
         Err(ApiError::forbidden(what))
     }
-}
-
-/// The 401 response for `e` (also used when a status code alone is needed).
-pub fn unauthorized_status() -> StatusCode {
-    StatusCode::UNAUTHORIZED
 }
 
 #[cfg(test)]

@@ -21,14 +21,14 @@ use crate::hub::Hub;
 
 /// Per-address request counters of the current one-second window.
 #[derive(Debug, Default)]
-pub struct HttpRate {
+pub(crate) struct HttpRate {
     window: AtomicU64,
     counts: DashMap<IpAddr, u32>,
 }
 
 impl HttpRate {
     /// Counts one request of `ip` in the window `second`; false when it is over `max`.
-    pub fn allow(&self, ip: IpAddr, second: u64, max: u32) -> bool {
+    pub(crate) fn allow(&self, ip: IpAddr, second: u64, max: u32) -> bool {
         let current = self.window.load(Ordering::Acquire);
         if current != second
             && self
@@ -44,13 +44,14 @@ impl HttpRate {
     }
 
     /// Addresses counted in the current window.
-    pub fn tracked(&self) -> usize {
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
         self.counts.len()
     }
 }
 
 /// Middleware: the per-address request rate of the REST routes.
-pub async fn rate_limit(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Response {
+pub(crate) async fn rate_limit(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let ip = crate::listener::peer(&parts).map(|a| a.ip());
     let req = Request::from_parts(parts, body);
@@ -79,7 +80,7 @@ pub async fn rate_limit(State(hub): State<Arc<Hub>>, req: Request, next: Next) -
 
 /// The CORS layer for `origins` (`*` = any origin); `None` when no origin is configured, so
 /// browsers refuse cross-origin calls (the default).
-pub fn cors(origins: &[String]) -> Option<CorsLayer> {
+pub(crate) fn cors(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {
         return None;
     }
@@ -104,7 +105,7 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
 }
 
 /// Checks a configured origin: `*` or `scheme://host[:port]` with no path.
-pub fn valid_origin(o: &str) -> bool {
+pub(crate) fn valid_origin(o: &str) -> bool {
     if o == "*" {
         return true;
     }

@@ -6,9 +6,8 @@
 //! engine's order and outside its locks, so subscribers see a topic's diffs in the order they
 //! happened and rendering never holds up a track.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use dashmap::DashMap;
@@ -18,169 +17,11 @@ use tokio::sync::Notify;
 
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
-
-/// Why the server closes a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KillReason {
-    /// Missed heartbeats.
-    Timeout,
-    /// Its outbound queue was full.
-    SlowConsumer,
-    /// It joined faster than `max_joins_per_second`.
-    JoinRate,
-}
-
-/// Control block of one open connection, shared with the fan-out and the timer task: its
-/// outbound queue and the kill switch.
-///
-/// The queue is a `VecDeque` behind a per-connection `std::sync::Mutex` (held for a push or a
-/// pop, never across an `.await`) instead of a tokio channel: an idle connection's empty
-/// queue holds no allocation, and the capacity a burst left behind is released once drained.
-#[derive(Debug)]
-pub struct ConnCtl {
-    kill: Notify,
-    /// 0 while alive, else `KillReason as u8 + 1` (checked on every loop turn: no lock).
-    reason: AtomicU8,
-    queue: std::sync::Mutex<VecDeque<Message>>,
-    ready: Notify,
-    closed: AtomicBool,
-    /// Payload bytes enqueued and not yet written to the socket.
-    pub queued_bytes: AtomicUsize,
-}
-
-/// Queue capacity kept after draining; beyond it the buffer is released.
-const KEEP_QUEUE_CAPACITY: usize = 16;
-
-impl ConnCtl {
-    fn new() -> ConnCtl {
-        ConnCtl {
-            kill: Notify::new(),
-            reason: AtomicU8::new(0),
-            queue: std::sync::Mutex::new(VecDeque::new()),
-            ready: Notify::new(),
-            closed: AtomicBool::new(false),
-            queued_bytes: AtomicUsize::new(0),
-        }
-    }
-
-    /// Asks the connection's task to close the socket (first reason wins).
-    pub fn kill(&self, reason: KillReason) {
-        let code = reason as u8 + 1;
-        let _ = self
-            .reason
-            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
-        self.kill.notify_one();
-    }
-
-    /// Waits until [`ConnCtl::kill`] is called; returns the reason.
-    pub async fn killed(&self) -> KillReason {
-        loop {
-            match self.reason.load(Ordering::Acquire) {
-                0 => self.kill.notified().await,
-                1 => return KillReason::Timeout,
-                2 => return KillReason::SlowConsumer,
-                _ => return KillReason::JoinRate,
-            }
-        }
-    }
-
-    /// Takes the next queued message, if any (the byte count is the writer's to update).
-    pub fn try_recv(&self) -> Option<Message> {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        let msg = q.pop_front();
-        if q.is_empty() && q.capacity() > KEEP_QUEUE_CAPACITY {
-            q.shrink_to(KEEP_QUEUE_CAPACITY);
-        }
-        msg
-    }
-
-    /// Waits for the next queued message.
-    pub async fn recv(&self) -> Message {
-        loop {
-            if let Some(m) = self.try_recv() {
-                return m;
-            }
-            self.ready.notified().await;
-        }
-    }
-
-    /// The connection is gone: later sends are refused and queued messages dropped.
-    pub fn close(&self) {
-        self.closed.store(true, Ordering::Relaxed);
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        q.clear();
-        q.shrink_to_fit();
-        self.queued_bytes.store(0, Ordering::Relaxed);
-    }
-}
-
-/// The sending side of a connection: its bounded queue and its control block.
-#[derive(Debug, Clone)]
-pub struct Outbox {
-    ctl: Arc<ConnCtl>,
-    max_len: usize,
-    max_bytes: usize,
-}
-
-/// Payload bytes of a message, for the per-connection byte bound.
-pub fn message_len(msg: &Message) -> usize {
-    match msg {
-        Message::Text(t) => t.len(),
-        Message::Binary(b) => b.len(),
-        _ => 0,
-    }
-}
-
-impl Outbox {
-    /// Creates a queue of at most `max_len` messages and `max_bytes` payload bytes; returns
-    /// the outbox and the control block (the receiving end: [`ConnCtl::recv`]).
-    pub fn new(max_len: usize, max_bytes: usize) -> (Outbox, Arc<ConnCtl>) {
-        let ctl = Arc::new(ConnCtl::new());
-        (
-            Outbox {
-                ctl: ctl.clone(),
-                max_len,
-                max_bytes,
-            },
-            ctl,
-        )
-    }
-
-    /// Enqueues without waiting; a full queue (messages or bytes) closes the connection as a
-    /// slow consumer, so one client that does not read cannot hold unbounded memory.
-    pub fn send(&self, msg: Message, metrics: &Metrics) -> bool {
-        if self.ctl.closed.load(Ordering::Relaxed) {
-            return false;
-        }
-        let len = message_len(&msg);
-        let queued = self.ctl.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
-        let accepted = queued <= self.max_bytes && {
-            let mut q = self.ctl.queue.lock().unwrap_or_else(|e| e.into_inner());
-            q.len() < self.max_len && {
-                q.push_back(msg);
-                true
-            }
-        };
-        if !accepted {
-            self.ctl.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            Metrics::inc(&metrics.slow_consumers);
-            self.ctl.kill(KillReason::SlowConsumer);
-            return false;
-        }
-        self.ctl.ready.notify_one();
-        Metrics::inc(&metrics.messages_out);
-        true
-    }
-
-    /// Asks this connection's task to close the socket.
-    pub fn kill(&self, reason: KillReason) {
-        self.ctl.kill(reason);
-    }
-}
+pub(crate) use crate::outbox::{ConnCtl, KillReason, Outbox};
 
 /// One joined channel, as the fan-out sees it.
 #[derive(Debug, Clone)]
-pub struct Subscriber {
+pub(crate) struct Subscriber {
     /// The connection.
     pub conn: ConnId,
     /// The channel's join ref (a connection may rejoin a topic).
@@ -193,7 +34,7 @@ pub struct Subscriber {
 
 /// The subscribers of one internal topic.
 #[derive(Debug)]
-pub struct TopicSubs {
+pub(crate) struct TopicSubs {
     /// The topic as clients joined it (`realtime:room`), used in outgoing frames.
     pub external: Arc<str>,
     /// Joined channels.
@@ -201,38 +42,38 @@ pub struct TopicSubs {
 }
 
 /// Topic → subscribers.
-pub type Registry = DashMap<String, TopicSubs>;
+pub(crate) type Registry = DashMap<String, TopicSubs>;
 
 /// Everything the connection tasks, timer task and HTTP handlers share.
 pub struct Hub {
     /// Validated configuration.
-    pub cfg: ServerConfig,
+    pub(crate) cfg: ServerConfig,
     /// The presence engine.
-    pub engine: Engine,
+    pub(crate) engine: Engine,
     /// Fan-out registry.
-    pub registry: Arc<Registry>,
+    pub(crate) registry: Arc<Registry>,
     /// Open connections.
-    pub conns: DashMap<ConnId, Arc<ConnCtl>>,
+    pub(crate) conns: DashMap<ConnId, Arc<ConnCtl>>,
     /// Counters.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Joined channels on all connections.
-    pub channels: AtomicUsize,
+    pub(crate) channels: AtomicUsize,
     /// Open sockets (drops to 0 when a shutdown has drained).
-    pub sockets: AtomicUsize,
+    pub(crate) sockets: AtomicUsize,
     /// Signalled when `sockets` changes, for the shutdown drain.
-    pub sockets_changed: Notify,
+    pub(crate) sockets_changed: Notify,
     /// Login/logout persistence, set once by `serve` when a database is configured.
-    pub persistence: std::sync::OnceLock<crate::persist::Store>,
+    pub(crate) persistence: std::sync::OnceLock<crate::persist::Store>,
     /// The other nodes (see `bus/`): a single node's [`crate::bus::LocalBus`] or Redis.
-    pub bus: Arc<dyn crate::bus::Bus>,
+    pub(crate) bus: Arc<dyn crate::bus::Bus>,
     /// The accept loop's counters (open non-upgraded HTTP connections, refusals).
-    pub listener: crate::listener::ListenerStats,
+    pub(crate) listener: crate::listener::ListenerStats,
     /// Per-address REST request counters.
-    pub http_rate: crate::http_limits::HttpRate,
+    pub(crate) http_rate: crate::http_limits::HttpRate,
     /// Where the engine's watch events go (the status topic's watchers).
-    pub watches: crate::watches::WatchRoutes,
+    pub(crate) watches: crate::watches::WatchRoutes,
     /// The one clock (see `clock.rs`).
-    pub clock: crate::clock::Clock,
+    pub(crate) clock: crate::clock::Clock,
     next_conn: std::sync::atomic::AtomicU64,
 }
 
@@ -292,23 +133,86 @@ impl Hub {
         }))
     }
 
+    /// The validated configuration the server runs with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.cfg
+    }
+
+    /// The presence engine (read its lists, statuses and stats; mutating it directly bypasses
+    /// the sockets' bookkeeping).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The counters `/metrics` exports.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Open WebSocket connections (0 once a shutdown has drained).
+    pub fn open_sockets(&self) -> usize {
+        self.sockets.load(Ordering::Relaxed)
+    }
+
+    /// Joined channels over all connections.
+    pub fn joined_channels(&self) -> usize {
+        self.channels.load(Ordering::Relaxed)
+    }
+
+    /// Connections registered with the fan-out (each open socket until its task ends).
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Status-watch sets held by sockets (the status extension, docs/protocol.md).
+    pub fn status_watches(&self) -> usize {
+        self.watches.len()
+    }
+
+    /// The login/logout store, once attached (by [`crate::Server::start`] when a database is
+    /// configured, or by [`Hub::attach_persistence`]).
+    pub fn persistence(&self) -> Option<&crate::persist::Store> {
+        self.persistence.get()
+    }
+
+    /// Attaches a login/logout store opened by the caller (e.g. on a pool it shares); only
+    /// once. Returns the store back if one is already attached.
+    ///
+    /// # Errors
+    /// A store is already attached.
+    pub fn attach_persistence(
+        &self,
+        store: crate::persist::Store,
+    ) -> Result<(), crate::persist::Store> {
+        self.persistence.set(store)
+    }
+
+    /// Closes every open WebSocket from the server side, as a missed-heartbeat expiry does
+    /// (their presences leave; clients reconnect). For maintenance and for tests of client
+    /// reconnection.
+    pub fn close_all_connections(&self) {
+        for c in self.conns.iter() {
+            c.value().kill(KillReason::Timeout);
+        }
+    }
+
     /// Milliseconds since the server started: the engine's clock.
     pub fn now(&self) -> Millis {
         self.clock.now()
     }
 
     /// Converts an engine time to Unix milliseconds.
-    pub fn to_unix_ms(&self, t: Millis) -> u64 {
+    pub(crate) fn to_unix_ms(&self, t: Millis) -> u64 {
         self.clock.to_unix_ms(t)
     }
 
     /// A fresh connection id.
-    pub fn next_conn_id(&self) -> ConnId {
+    pub(crate) fn next_conn_id(&self) -> ConnId {
         ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Logs and counts status events (persistence adapters hook in here).
-    pub fn handle_events(&self, out: &mut Outputs) {
+    pub(crate) fn handle_events(&self, out: &mut Outputs) {
         for e in out.events.drain(..) {
             // A channel send: never blocks the socket or timer task calling us.
             let (StatusEvent::Login { at, .. }
@@ -350,7 +254,7 @@ impl Hub {
 
     /// Sends an already-encoded JSON payload as `event` to every channel of `internal_topic`,
     /// except `skip` (a sender with `broadcast.self` false). One encoding per serializer.
-    pub fn broadcast_json(
+    pub(crate) fn broadcast_json(
         &self,
         internal_topic: &str,
         event_name: &str,
@@ -372,14 +276,14 @@ impl Hub {
 
 /// Lazily encoded copies of one message, one per serializer, shared by all recipients.
 #[derive(Default)]
-pub struct Frames {
+pub(crate) struct Frames {
     v1: Option<Message>,
     v2: Option<Message>,
 }
 
 impl Frames {
     /// The frame for `vsn`, encoding it on first use.
-    pub fn get(&mut self, vsn: Vsn, encode: impl FnOnce(Vsn, &mut Vec<u8>)) -> Message {
+    pub(crate) fn get(&mut self, vsn: Vsn, encode: impl FnOnce(Vsn, &mut Vec<u8>)) -> Message {
         let slot = match vsn {
             Vsn::V1 => &mut self.v1,
             Vsn::V2 => &mut self.v2,
@@ -394,7 +298,7 @@ impl Frames {
 }
 
 /// Wraps encoded JSON bytes as a text message without copying.
-pub fn text_message(buf: Vec<u8>) -> Message {
+pub(crate) fn text_message(buf: Vec<u8>) -> Message {
     match Utf8Bytes::try_from(buf) {
         Ok(text) => Message::Text(text),
         // Encoders write serde_json output and UTF-8 input only; keep going if that breaks.
@@ -406,7 +310,7 @@ pub fn text_message(buf: Vec<u8>) -> Message {
 /// `internal_topic` (except `skip`, a sender with `broadcast.self` false), encoded once per
 /// serializer and shared by every recipient. Returns how many channels it reached. Local
 /// diffs, broadcasts (socket and REST) and messages from other nodes all come through here.
-pub fn deliver(
+pub(crate) fn deliver(
     registry: &Registry,
     metrics: &Metrics,
     internal_topic: &str,

@@ -4,38 +4,42 @@
 //! `@supabase/realtime-js` clients use for presence and broadcast, an HTTP API (batch status,
 //! channel state, REST broadcast), Prometheus metrics, health and a live demo page.
 //!
-//! Layout: `config/` (one settings schema for flags, env, TOML), `hub.rs` (shared state, per-connection queues and
-//! fan-out), `ws.rs` (the socket task), `session/` (per-socket protocol state: dispatch, join,
-//! events), `auth.rs` (JWT and access rules), `limits.rs` (rate windows), `http.rs` (REST),
-//! `driver.rs` (timers), `metrics.rs`, `persist.rs` (the SQL adapter's wiring), `cluster.rs`
-//! (the Redis adapter's wiring). This crate is the composition root: it depends on
-//! `rollcall-core`, `rollcall-phoenix`, `rollcall-sql` and `rollcall-redis`; nothing depends
-//! on it.
+//! The public API is small: [`Server`] (build, mount [`Server::router`] in your own axum app or
+//! [`Server::run`] it), its [`config`] schema, the shared [`Hub`] (engine, counters) and the
+//! [`clock`] (a manual one for deterministic tests). Everything else is private; see
+//! docs/architecture.md for the layout. This crate is the composition root: it depends on
+//! `rollcall-core`, `rollcall-phoenix` and, behind the default features `sql` and `redis`,
+//! `rollcall-sql` and `rollcall-redis`; nothing depends on it.
 
-pub mod auth;
-pub mod bus;
+mod auth;
+mod bus;
 pub mod clock;
 pub mod config;
-pub mod driver;
-/// The in-process session harness of the `session` fuzz target and the corpus test; only
-/// with the `sim` feature (off by default, so release builds have none of it).
+mod driver;
+/// The in-process session harness of the `session` fuzz target, the corpus test and the
+/// simulation test; only with the `sim` feature (off by default, so release builds have none
+/// of it).
 #[cfg(feature = "sim")]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod http;
-pub mod http_auth;
-pub mod http_limits;
-pub mod hub;
-pub mod limits;
-pub mod listener;
-pub mod metrics;
-pub mod openapi;
-pub mod persist;
-pub mod refusal;
+mod http;
+mod http_auth;
+mod http_limits;
+mod hub;
+mod limits;
+mod listener;
+mod metrics;
+mod openapi;
+// The outbox and the session are public to the `sim` harness only (`fuzzing`).
+#[cfg_attr(not(feature = "sim"), allow(unreachable_pub))]
+mod outbox;
+mod persist;
+mod refusal;
 mod server;
-pub mod session;
-pub mod watches;
-pub mod ws;
+#[cfg_attr(not(feature = "sim"), allow(unreachable_pub))]
+mod session;
+mod watches;
+mod ws;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -48,11 +52,12 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 
 pub use config::{ServerConfig, Settings};
 pub use hub::Hub;
+pub use metrics::Metrics;
 pub use server::{BuildError, Server, ServerBuilder};
 
 /// Builds the router for `hub`: the WebSocket endpoints, and the REST API behind its rate
 /// limit, body limits and (when configured) CORS.
-pub fn router(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> Router {
+pub(crate) fn router(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> Router {
     let ws_state = ws::WsState {
         hub: hub.clone(),
         shutdown,

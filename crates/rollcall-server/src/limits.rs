@@ -4,14 +4,14 @@ use rollcall_core::Millis;
 
 /// Counts events in fixed windows of `window`; allows `max` per window.
 #[derive(Debug, Clone, Copy)]
-pub struct RateWindow {
+pub(crate) struct RateWindow {
     started: Millis,
     count: u32,
 }
 
 impl RateWindow {
     /// A window that opens at the first event.
-    pub fn new() -> RateWindow {
+    pub(crate) fn new() -> RateWindow {
         RateWindow {
             started: Millis::ZERO,
             count: 0,
@@ -21,7 +21,7 @@ impl RateWindow {
     /// Records one event at `now`; false when it is over `max` within the current window.
     /// As Supabase's presence limit: the first call opens the window, calls 2..=max pass,
     /// call max+1 within the window fails.
-    pub fn allow(&mut self, now: Millis, window: Millis, max: u32) -> bool {
+    pub(crate) fn allow(&mut self, now: Millis, window: Millis, max: u32) -> bool {
         if self.count == 0 || now.saturating_sub(self.started) >= window {
             self.started = now;
             self.count = 0;

@@ -30,7 +30,7 @@ use crate::hub::Hub;
 
 /// Counters of the accept loop, exported on `/metrics`.
 #[derive(Debug, Default)]
-pub struct ListenerStats {
+pub(crate) struct ListenerStats {
     /// HTTP connections open and not upgraded.
     pub open: AtomicUsize,
     /// Connections closed at accept because `max_http_connections` were open.
@@ -52,7 +52,7 @@ impl Drop for OpenGuard {
 }
 
 /// Appends the accept loop's metrics to `out`.
-pub fn render_metrics(hub: &Hub, out: &mut String) {
+pub(crate) fn render_metrics(hub: &Hub, out: &mut String) {
     use std::fmt::Write;
     let s = &hub.listener;
     let _ = write!(
@@ -71,7 +71,7 @@ pub fn render_metrics(hub: &Hub, out: &mut String) {
 
 /// Serves `app` on `listener` until `stop` becomes true, then lets connections finish until
 /// `deadline` (an absolute time) and returns.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     hub: Arc<Hub>,
@@ -143,7 +143,7 @@ pub async fn serve(
 }
 
 /// Waits until every non-upgraded HTTP connection has ended, or `deadline` passes.
-pub async fn drain(hub: &Hub, deadline: tokio::time::Instant) -> bool {
+pub(crate) async fn drain(hub: &Hub, deadline: tokio::time::Instant) -> bool {
     loop {
         let notified = hub.listener.closed.notified();
         if hub.listener.open.load(Ordering::Acquire) == 0 {
@@ -156,7 +156,7 @@ pub async fn drain(hub: &Hub, deadline: tokio::time::Instant) -> bool {
 }
 
 /// The peer address of a request served by [`serve`].
-pub fn peer(req: &axum::http::request::Parts) -> Option<SocketAddr> {
+pub(crate) fn peer(req: &axum::http::request::Parts) -> Option<SocketAddr> {
     req.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
 }
 

@@ -36,7 +36,7 @@ use crate::http;
         (name = "operations", description = "Health and metrics"),
     )
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 struct Security;
 
@@ -69,7 +69,7 @@ impl Modify for Security {
 }
 
 /// The document as pretty JSON (built once).
-pub fn document_json() -> &'static str {
+pub(crate) fn document_json() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
     DOC.get_or_init(|| {
         let mut text = ApiDoc::openapi()

@@ -11,7 +11,7 @@ use crate::auth::AuthError;
 
 /// A refused request, connection or channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// A push to a topic this socket has not joined, or not under `realtime:`.
     UnmatchedTopic,
     /// `realtime:` with nothing after it.
@@ -116,7 +116,7 @@ pub enum Refusal {
 impl Refusal {
     /// The text the client sees: the join/push reply's `reason`, the `system` message, or the
     /// HTTP error body.
-    pub fn reason(&self) -> Cow<'static, str> {
+    pub(crate) fn reason(&self) -> Cow<'static, str> {
         use Refusal::*;
         match self {
             UnmatchedTopic => reply::UNMATCHED_TOPIC.into(),
@@ -196,7 +196,7 @@ impl Refusal {
     }
 
     /// The `rollcall_errors_total` label.
-    pub fn metric(&self) -> &'static str {
+    pub(crate) fn metric(&self) -> &'static str {
         use Refusal::*;
         match self {
             UnmatchedTopic => "unmatched_topic",
@@ -233,7 +233,7 @@ impl Refusal {
     }
 
     /// The HTTP status when the refusal answers an HTTP request (the upgrade or the REST API).
-    pub fn http_status(&self) -> axum::http::StatusCode {
+    pub(crate) fn http_status(&self) -> axum::http::StatusCode {
         use Refusal::*;
         match self {
             Token(_) | TokenRevoked(_) | TokenExpired { .. } | RefreshToOtherUser => {
@@ -252,7 +252,7 @@ impl Refusal {
 
     /// The text of an HTTP error body: for tokens, Supabase's 401 text without the code
     /// prefix; otherwise the reason.
-    pub fn http_message(&self) -> Cow<'static, str> {
+    pub(crate) fn http_message(&self) -> Cow<'static, str> {
         match self {
             Refusal::Token(e) => token_text(e).into(),
             other => other.reason(),

@@ -110,6 +110,7 @@ impl Server {
             .await
             .map_err(std::io::Error::other)?;
         self.hub.bus.start(Arc::downgrade(&self.hub));
+        tracing::debug!(bus = self.hub.bus.kind(), "presence bus started");
         *driver = Some(tokio::spawn(driver::run(
             self.hub.clone(),
             self.stop_rx.clone(),

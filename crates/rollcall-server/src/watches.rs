@@ -18,11 +18,11 @@ use crate::hub::{Outbox, text_message};
 use crate::metrics::Metrics;
 
 /// The event pushed on the status topic when a watched key changes.
-pub const STATUS_EVENT: &str = "status";
+pub(crate) const STATUS_EVENT: &str = "status";
 
 /// Where one watch set's changes go.
 #[derive(Debug)]
-pub struct Route {
+pub(crate) struct Route {
     /// The watched key.
     pub key: Key,
     /// The watching socket's queue.
@@ -39,7 +39,7 @@ pub struct Route {
 
 impl Route {
     /// A route whose socket was last told `status`.
-    pub fn new(
+    pub(crate) fn new(
         key: Key,
         outbox: Outbox,
         vsn: Vsn,
@@ -60,34 +60,29 @@ impl Route {
 
 /// Watch set → route, for every watching socket.
 #[derive(Debug, Default)]
-pub struct WatchRoutes {
+pub(crate) struct WatchRoutes {
     routes: DashMap<WatchId, Arc<Route>>,
 }
 
 impl WatchRoutes {
     /// Registers where `id`'s changes go.
-    pub fn insert(&self, id: WatchId, route: Route) {
+    pub(crate) fn insert(&self, id: WatchId, route: Route) {
         self.routes.insert(id, Arc::new(route));
     }
 
     /// Forgets `id` (its watcher left).
-    pub fn remove(&self, id: WatchId) {
+    pub(crate) fn remove(&self, id: WatchId) {
         self.routes.remove(&id);
     }
 
     /// Routes registered (one per watched key per socket).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.routes.len()
-    }
-
-    /// True when nobody watches anything.
-    pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
     }
 
     /// Delivers the engine's watch events (drained): each affected route pushes the key's
     /// current status if it is not the one last pushed. `to_unix_ms` converts engine times.
-    pub fn deliver(
+    pub(crate) fn deliver(
         &self,
         engine: &Engine,
         events: &mut Vec<WatchEvent>,
@@ -106,7 +101,7 @@ impl WatchRoutes {
     /// Answers a `watch` request: reads the current status of each of `ids`' keys, records
     /// it as the status last sent, and calls `reply` with them while every one of those
     /// routes is locked, so no push of a later change can be queued before the answer.
-    pub fn answer(
+    pub(crate) fn answer(
         &self,
         engine: &Engine,
         ids: &[WatchId],
@@ -164,7 +159,7 @@ fn sync(
 }
 
 /// `{"key":..,"status":..,"last_seen":<unix ms>|null}` for one key.
-pub fn status_json(s: &KeyStatus, to_unix_ms: impl Fn(Millis) -> u64) -> String {
+pub(crate) fn status_json(s: &KeyStatus, to_unix_ms: impl Fn(Millis) -> u64) -> String {
     serde_json::json!({
         "key": s.key.as_str(),
         "status": s.status.as_str(),

@@ -21,8 +21,9 @@ use rollcall_phoenix::Vsn;
 use tokio::sync::watch;
 
 use crate::auth::{AuthError, Claims};
-use crate::hub::{ConnCtl, Hub, KillReason, Outbox, message_len};
+use crate::hub::{ConnCtl, Hub, KillReason, Outbox};
 use crate::metrics::Metrics;
+use crate::outbox::message_len;
 use crate::refusal::Refusal;
 use crate::session::Session;
 
@@ -39,7 +40,7 @@ const READ_BUFFER_BYTES: usize = 512;
 
 /// State for the socket route: the hub and the shutdown signal.
 #[derive(Clone, Debug)]
-pub struct WsState {
+pub(crate) struct WsState {
     /// Shared state.
     pub hub: Arc<Hub>,
     /// Becomes true when the server shuts down.
@@ -54,7 +55,7 @@ fn refuse(hub: &Hub, why: Refusal) -> Response {
 }
 
 /// `GET /realtime/v1/websocket` and `GET /socket/websocket`.
-pub async fn upgrade(
+pub(crate) async fn upgrade(
     State(state): State<WsState>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,

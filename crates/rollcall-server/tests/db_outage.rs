@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use rollcall_server::persist::LoginDurability;
+use rollcall_server::config::LoginDurability;
 use rollcall_server::{Hub, Server, ServerConfig, Settings};
 use rollcall_sql::{DbConfig, DbMetrics, Persistence};
 use serde_json::Value;
@@ -54,7 +54,7 @@ async fn assert_down(server: &support::TestServer, online_key: &str) {
     let (status, body) = http(addr, "GET", "/readyz", "").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["checks"]["database"], "down", "{body}");
-    let p = server.hub.persistence.get().unwrap();
+    let p = server.hub.persistence().unwrap();
     let refused = DbMetrics::get(&p.metrics().queries_refused);
     let t = Instant::now();
     let (status, body) = http(
@@ -103,8 +103,7 @@ async fn assert_recovered(server: &support::TestServer, key: &str) {
     wait_ready(server.addr).await;
     server
         .hub
-        .persistence
-        .get()
+        .persistence()
         .unwrap()
         .writer()
         .flush()
@@ -137,7 +136,7 @@ async fn sqlite_down_at_start_serves_then_recovers() {
     let server = support::start(cfg).await;
     let _amy = online(&server.ws_url("2.0.0"), "amy").await;
     let spill = dir.join("rollcall.db-spill-node-down.jsonl");
-    let p = server.hub.persistence.get().unwrap().clone();
+    let p = server.hub.persistence().unwrap().clone();
     p.writer().durable().await.unwrap();
     assert!(spill.exists(), "the login is synced to the spill file");
     assert_down(&server, "amy").await;
@@ -223,8 +222,7 @@ async fn postgres_down_at_start_and_mid_run_serves_then_recovers() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let hub = Hub::new(cfg).unwrap();
-    hub.persistence
-        .set(Persistence::start(db.clone()).unwrap())
+    hub.attach_persistence(Persistence::start(db.clone()).unwrap())
         .unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(rollcall_server::serve(listener, hub.clone(), async move {
@@ -237,7 +235,7 @@ async fn postgres_down_at_start_and_mid_run_serves_then_recovers() {
         task,
     };
     let _bea = online(&server.ws_url("2.0.0"), "bea").await;
-    let p = server.hub.persistence.get().unwrap().clone();
+    let p = server.hub.persistence().unwrap().clone();
     p.writer().durable().await.unwrap();
     assert!(
         db.spill_path.exists(),

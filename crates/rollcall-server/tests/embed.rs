@@ -57,5 +57,5 @@ async fn the_routes_mount_in_an_axum_app_beside_its_own() {
     server.shutdown().await;
     let _ = tx.send(());
     serving.await.unwrap().unwrap();
-    assert_eq!(server.hub().engine.stats().presences, 0);
+    assert_eq!(server.hub().engine().stats().presences, 0);
 }

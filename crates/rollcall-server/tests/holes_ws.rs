@@ -13,13 +13,12 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use rollcall_server::ServerConfig;
-use rollcall_server::auth::Auth;
+use rollcall_server::config::Auth;
 use serde_json::{Value, json};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
@@ -146,17 +145,17 @@ async fn huge_exp_sockets_release_their_connection_slots_and_gauges() {
         );
         sockets.push(ws);
     }
-    assert_eq!(s.hub.channels.load(Ordering::Relaxed), 3);
+    assert_eq!(s.hub.joined_channels(), 3);
     for mut ws in sockets {
         ws.close(None).await.unwrap();
     }
     let hub = s.hub.clone();
     assert!(
-        eventually(3, || hub.sockets.load(Ordering::Relaxed) == 0).await,
+        eventually(3, || hub.open_sockets() == 0).await,
         "open sockets gauge returns to 0"
     );
-    assert_eq!(s.hub.channels.load(Ordering::Relaxed), 0);
-    assert!(s.hub.conns.is_empty());
+    assert_eq!(s.hub.joined_channels(), 0);
+    assert!(s.hub.connections() == 0);
     let fourth = open(&s, &user("u", now() + 60)).await;
     assert!(fourth.is_ok(), "a 4th client connects: {:?}", fourth.err());
     s.shutdown().await.unwrap();
@@ -206,8 +205,8 @@ async fn a_presence_refreshed_to_a_huge_exp_leaves_when_its_socket_closes() {
         "the presence leaves when its socket closes"
     );
     let hub = s.hub.clone();
-    assert!(eventually(2, || hub.sockets.load(Ordering::Relaxed) == 1).await);
-    assert_eq!(s.hub.channels.load(Ordering::Relaxed), 1);
+    assert!(eventually(2, || hub.open_sockets() == 1).await);
+    assert_eq!(s.hub.joined_channels(), 1);
     s.shutdown().await.unwrap();
 }
 
@@ -218,7 +217,7 @@ fn reason(v: &Value) -> &str {
 #[tokio::test]
 async fn a_star_claim_does_not_open_another_familys_private_channel() {
     let s = support::start(secured(1000, |_, auth| {
-        auth.rules = vec![rollcall_server::auth::AccessRule {
+        auth.rules = vec![rollcall_server::config::AccessRule {
             topic: "family:{claims.family_id}".into(),
             roles: vec!["authenticated".into()],
         }];
@@ -285,7 +284,7 @@ async fn a_token_not_valid_yet_is_refused_on_connect_and_on_join() {
 #[tokio::test]
 async fn a_refresh_to_another_users_token_is_refused_and_the_old_token_stays() {
     let s = support::start(secured(1000, |_, auth| {
-        auth.presence_key = rollcall_server::auth::PresenceKeySource::Sub;
+        auth.presence_key = rollcall_server::config::PresenceKeySource::Sub;
     }))
     .await;
     let mut ws = open(&s, &user("alice", now() + 60)).await.unwrap();
@@ -414,8 +413,8 @@ async fn invalid_utf8_closes_1007_and_a_protocol_violation_closes_1002() {
     // RSV1 set with no extension negotiated (RFC 6455 §5.2).
     raw::send_frame(&mut ws, 0xC1, b"[]").await;
     assert_eq!(raw::close_code(&mut ws).await, Some(1002));
-    assert_eq!(s.hub.metrics.errors_of("invalid_utf8"), 1);
-    assert_eq!(s.hub.metrics.errors_of("protocol_error"), 1);
+    assert_eq!(s.hub.metrics().errors_of("invalid_utf8"), 1);
+    assert_eq!(s.hub.metrics().errors_of("protocol_error"), 1);
     s.shutdown().await.unwrap();
 }
 
@@ -432,7 +431,7 @@ async fn a_bogus_websocket_key_is_refused_with_400_and_a_json_error() {
             .starts_with("Sec-WebSocket-Key"),
         "{v}"
     );
-    assert_eq!(s.hub.sockets.load(Ordering::Relaxed), 0);
+    assert_eq!(s.hub.open_sockets(), 0);
     s.shutdown().await.unwrap();
 }
 
@@ -519,7 +518,7 @@ async fn heartbeat_and_malformed_floods_are_rate_limited() {
         "{reasons:?}"
     );
     assert_eq!(reasons[3], "Too many messages per second");
-    assert_eq!(s.hub.metrics.errors_of("heartbeats_rate"), 1);
-    assert_eq!(s.hub.metrics.errors_of("events_rate"), 1);
+    assert_eq!(s.hub.metrics().errors_of("heartbeats_rate"), 1);
+    assert_eq!(s.hub.metrics().errors_of("events_rate"), 1);
     s.shutdown().await.unwrap();
 }

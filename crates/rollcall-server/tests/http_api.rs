@@ -12,8 +12,8 @@ use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use rollcall_core::Millis;
 use rollcall_server::ServerConfig;
-use rollcall_server::auth::{AccessRule, Auth};
-use rollcall_server::http_auth::{MetricsAuth, StatusRead};
+use rollcall_server::config::{AccessRule, Auth};
+use rollcall_server::config::{MetricsAuth, StatusRead};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -557,11 +557,12 @@ async fn slow_and_silent_connections_are_closed_and_capped() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     let (status, _, _) = request(s.addr, "GET", "/healthz", &[], "").await;
     assert_eq!(status, 200);
-    let refused = s
-        .hub
-        .listener
-        .refused
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let (_, _, metrics) = request(s.addr, "GET", "/metrics", &[], "").await;
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rollcall_http_connections_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the refusal counter is exported");
     assert!(refused >= 1, "refusals are counted");
     s.shutdown().await.unwrap();
 }

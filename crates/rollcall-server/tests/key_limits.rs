@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::sync::atomic::Ordering;
-
 use rollcall_core::Millis;
 use serde_json::{Value, json};
 
@@ -37,7 +35,7 @@ async fn an_over_long_presence_key_is_refused_everywhere() {
     support::send(&mut ws, join).await;
     let reply = support::until(&mut ws, 5, |v| v[3] == "phx_reply" && v[1] == "2").await;
     assert_eq!(reply[4]["status"], "ok", "{reply}");
-    assert_eq!(s.hub.metrics.errors_of("key_too_long"), 1);
+    assert_eq!(s.hub.metrics().errors_of("key_too_long"), 1);
     let body = format!(r#"{{"keys":["{}"]}}"#, "x".repeat(1000));
     let (status, text) = support::http(&s.http_url(), "POST", "/api/presence/status", &body).await;
     assert_eq!(status, 400, "{text}");
@@ -69,7 +67,7 @@ async fn remembered_offline_keys_are_capped_oldest_first() {
         // Keys going offline within one timer bucket (20 ms here) have no order among
         // themselves: wait for this one to leave, then a bucket more.
         for _ in 0..100 {
-            if s.hub.engine.stats().presences == 0 {
+            if s.hub.engine().stats().presences == 0 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -99,6 +97,6 @@ async fn remembered_offline_keys_are_capped_oldest_first() {
     let v: Value = serde_json::from_str(&text).unwrap();
     assert!(v["statuses"]["u0"]["last_seen"].is_null(), "{v}");
     assert!(v["statuses"]["u9"]["last_seen"].is_u64(), "{v}");
-    assert_eq!(s.hub.sockets.load(Ordering::Relaxed), 0);
+    assert_eq!(s.hub.open_sockets(), 0);
     s.shutdown().await.unwrap();
 }

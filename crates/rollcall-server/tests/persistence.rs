@@ -29,8 +29,7 @@ async fn start_with(cfg: ServerConfig, db: DbConfig) -> support::TestServer {
     let listener = tokio::net::TcpListener::bind(cfg.bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let hub = Hub::new(cfg).unwrap();
-    hub.persistence
-        .set(Persistence::open(db).await.unwrap())
+    hub.attach_persistence(Persistence::open(db).await.unwrap())
         .unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(rollcall_server::serve(listener, hub.clone(), async move {
@@ -78,15 +77,15 @@ async fn heartbeats_write_nothing(db: DbConfig) {
         sockets.extend(futures_util::future::join_all(joins).await);
     }
     let hub = server.hub.clone();
-    let p = hub.persistence.get().unwrap().clone();
+    let p = hub.persistence().unwrap().clone();
     p.writer().flush().await.unwrap();
     let m = p.metrics();
     assert_eq!(
         DbMetrics::get(&m.events_written),
         N as u64,
         "logins {:?} logouts {:?}",
-        hub.metrics.logins,
-        hub.metrics.logouts
+        hub.metrics().logins,
+        hub.metrics().logouts
     );
     let writes_after_logins = DbMetrics::get(&m.writes);
     let rows_after_logins = DbMetrics::get(&m.rows_written);
@@ -113,14 +112,14 @@ async fn heartbeats_write_nothing(db: DbConfig) {
     for mut ws in sockets {
         let _ = ws.close(None).await;
     }
-    let logouts = &hub.metrics.logouts;
+    let logouts = &hub.metrics().logouts;
     wait_for("1,000 logouts", || {
         logouts.load(std::sync::atomic::Ordering::Relaxed) == N as u64
     })
     .await;
     p.writer().flush().await.unwrap();
     let logins = hub
-        .metrics
+        .metrics()
         .logins
         .load(std::sync::atomic::Ordering::Relaxed);
     let logouts = logouts.load(std::sync::atomic::Ordering::Relaxed);
@@ -195,7 +194,7 @@ async fn status_and_history_come_from_the_database_after_a_restart() {
     drop(ws);
     let hub = server.hub.clone();
     wait_for("zed's logout", || {
-        hub.metrics
+        hub.metrics()
             .logouts
             .load(std::sync::atomic::Ordering::Relaxed)
             == 1

@@ -61,7 +61,7 @@ async fn malformed_frames_get_an_error_reply_and_the_socket_stays_open() {
         next(&mut ws).await,
         json!([null, "7", "phoenix", "phx_reply", {"status": "ok", "response": {}}])
     );
-    assert!(server.hub.metrics.errors_of("malformed_message") >= 5);
+    assert!(server.hub.metrics().errors_of("malformed_message") >= 5);
     server.shutdown().await.unwrap();
 }
 
@@ -123,7 +123,7 @@ async fn an_oversized_frame_closes_the_socket_with_1009() {
     .expect("closed within 2 s")
     .expect("a close frame");
     assert_eq!(u16::from(close.code), 1009);
-    assert_eq!(server.hub.metrics.errors_of("frame_too_large"), 1);
+    assert_eq!(server.hub.metrics().errors_of("frame_too_large"), 1);
     server.shutdown().await.unwrap();
 }
 
@@ -193,7 +193,7 @@ async fn a_silent_socket_is_closed_and_its_presence_leaves_once() {
     assert!(
         server
             .hub
-            .metrics
+            .metrics()
             .timeouts
             .load(std::sync::atomic::Ordering::Relaxed)
             >= 1

@@ -11,7 +11,12 @@ fn suite_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/realtime-js")
 }
 
+/// Both tests of this binary install into the same folder: one `npm ci` at a time (two at
+/// once race on `node_modules` and one fails with ENOTEMPTY).
+static NPM_CI: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn npm_ci(dir: &PathBuf) {
+    let _one_at_a_time = NPM_CI.lock().await;
     let marker = dir.join("node_modules/@supabase/realtime-js/package.json");
     let lock = dir.join("node_modules/.package-lock.json");
     if marker.exists() && lock.exists() {
@@ -69,7 +74,7 @@ async fn realtime_js_auth_and_limit_cases_pass() {
     cfg.limits.presence_calls = 5;
     cfg.limits.presence_window = rollcall_core::Millis::from_secs(30);
     cfg.auth = std::sync::Arc::new(
-        rollcall_server::auth::Auth::new(Some("rollcall-test-secret"), None, None).unwrap(),
+        rollcall_server::config::Auth::new(Some("rollcall-test-secret"), None, None).unwrap(),
     );
     let server = support::start(cfg).await;
     run_node(

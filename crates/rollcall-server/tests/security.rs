@@ -10,7 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use rollcall_core::Millis;
 use rollcall_server::ServerConfig;
-use rollcall_server::auth::{AccessRule, Auth, PresenceKeySource};
+use rollcall_server::config::{AccessRule, Auth, PresenceKeySource};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -405,8 +405,8 @@ async fn every_limit_trips_with_its_reason() {
         (status, body.as_str()),
         (429, r#"{"error":"Too many connected users"}"#)
     );
-    assert!(s.hub.metrics.errors_of("too_many_connections") >= 1);
-    assert!(s.hub.metrics.errors_of("presence_rate") >= 1);
+    assert!(s.hub.metrics().errors_of("too_many_connections") >= 1);
+    assert!(s.hub.metrics().errors_of("presence_rate") >= 1);
     s.shutdown().await.unwrap();
 }
 
@@ -448,7 +448,7 @@ async fn a_slowloris_socket_that_never_joins_is_closed() {
     let s = support::start(cfg).await;
     let mut ws = connect_with(s.addr, "k").await.unwrap();
     assert_eq!(closed(&mut ws, 3).await, Some(1008));
-    assert_eq!(s.hub.sockets.load(Ordering::Relaxed), 0);
+    assert_eq!(s.hub.open_sockets(), 0);
     s.shutdown().await.unwrap();
 }
 
@@ -514,14 +514,14 @@ async fn a_client_that_never_reads_is_closed_and_others_are_unaffected() {
         }
     }
     assert!(got >= 1000, "the reading client got every diff ({got})");
-    assert!(s.hub.metrics.slow_consumers.load(Ordering::Relaxed) >= 1);
+    assert!(s.hub.metrics().slow_consumers.load(Ordering::Relaxed) >= 1);
     // the stuck client is gone: 2 sockets remain and its memory is released
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    while s.hub.sockets.load(Ordering::Relaxed) != 2 && tokio::time::Instant::now() < deadline {
+    while s.hub.open_sockets() != 2 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(s.hub.sockets.load(Ordering::Relaxed), 2);
-    assert_eq!(s.hub.conns.len(), 2);
+    assert_eq!(s.hub.open_sockets(), 2);
+    assert_eq!(s.hub.connections(), 2);
     drop(stuck);
     s.shutdown().await.unwrap();
 }

@@ -18,10 +18,10 @@ use std::sync::Arc;
 use axum::extract::ws::Message;
 use rollcall_core::{ConnId, LeaveReason, Millis, Outputs};
 use rollcall_phoenix::Vsn;
+use rollcall_server::Hub;
 use rollcall_server::ServerConfig;
 use rollcall_server::clock::{Clock, ManualClock};
-use rollcall_server::hub::{ConnCtl, Hub, Outbox};
-use rollcall_server::session::Session;
+use rollcall_server::fuzzing::{self, ConnCtl, Outbox, Session};
 use serde_json::{Value, json};
 
 const SEEDS: u64 = 1000;
@@ -134,10 +134,10 @@ impl Sim {
             return;
         }
         let hub = &self.hub;
-        let (conn, now) = (hub.next_conn_id(), hub.now());
-        hub.engine.connect(conn, now).unwrap();
+        let (conn, now) = (fuzzing::next_conn_id(hub), hub.now());
+        hub.engine().connect(conn, now).unwrap();
         let (outbox, ctl) = Outbox::new(4096, 1 << 24);
-        hub.conns.insert(conn, ctl.clone());
+        fuzzing::register(hub, conn, ctl.clone());
         let vsn = if self.rng.below(2) == 0 {
             Vsn::V1
         } else {
@@ -163,7 +163,7 @@ impl Sim {
         if let Some(mut s) = self.sockets.remove(&slot) {
             s.session.close(self.hub.now(), reason);
             s.ctl.close();
-            self.hub.conns.remove(&s.conn);
+            fuzzing::unregister(&self.hub, s.conn);
         }
     }
 
@@ -248,7 +248,7 @@ impl Sim {
                 .filter_map(|s| s.session.poll_timeout());
             let next = self
                 .hub
-                .engine
+                .engine()
                 .poll_timeout()
                 .into_iter()
                 .chain(sessions)
@@ -270,9 +270,9 @@ impl Sim {
     fn fire(&mut self, t: Millis) {
         self.hand.set(t);
         let mut out = Outputs::default();
-        self.hub.engine.tick(t, &mut out);
+        self.hub.engine().tick(t, &mut out);
         let expired = out.expired.clone();
-        self.hub.handle_events(&mut out);
+        fuzzing::handle_events(&self.hub, &mut out);
         let expired_slots: Vec<usize> = self
             .sockets
             .iter()
@@ -345,7 +345,7 @@ impl Sim {
             );
             for (topic, (_, view)) in s.views.iter().filter(|(t, _)| !t.starts_with("pending:")) {
                 let mut engine = View::new();
-                for (key, presences) in self.hub.engine.list(topic) {
+                for (key, presences) in self.hub.engine().list(topic) {
                     let metas = engine.entry(key.as_str().to_string()).or_default();
                     for p in presences {
                         let meta: Value = serde_json::from_str(p.meta.as_json()).unwrap();
@@ -426,12 +426,12 @@ fn run(seed: u64) {
     }
     for topic in TOPICS {
         assert!(
-            sim.hub.engine.list(topic).is_empty(),
+            sim.hub.engine().list(topic).is_empty(),
             "seed {seed}: {topic} left over"
         );
     }
     assert!(
-        sim.hub.registry.is_empty(),
+        !fuzzing::has_subscribers(&sim.hub),
         "seed {seed}: subscriptions left over"
     );
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use jsonwebtoken::{EncodingKey, Header, encode};
 use rollcall_core::Millis;
 use rollcall_server::ServerConfig;
-use rollcall_server::auth::Auth;
-use rollcall_server::http_auth::StatusRead;
+use rollcall_server::config::Auth;
+use rollcall_server::config::StatusRead;
 use serde_json::{Value, json};
 use support::{Ws, connect, next_frame, send, until};
 
@@ -160,7 +160,7 @@ async fn unwatch_and_leaving_the_topic_stop_pushes() {
     send(&mut w, json!({"topic": STATUS, "event": "unwatch", "payload": {"keys": ["a"]}, "ref": "u", "join_ref": "s"})).await;
     let r = until(&mut w, 5, |v| v["ref"] == "u").await;
     assert_eq!(r["payload"]["status"], "ok", "{r}");
-    assert_eq!(s.hub.watches.len(), 1);
+    assert_eq!(s.hub.status_watches(), 1);
     let _a = present(&url, "a").await;
     let _b = present(&url, "b").await;
     let p = next_frame(&mut w, 5).await;
@@ -173,7 +173,7 @@ async fn unwatch_and_leaving_the_topic_stop_pushes() {
     )
     .await;
     until(&mut w, 5, |v| v["event"] == "phx_close").await;
-    assert!(s.hub.watches.is_empty(), "leaving drops the watches");
+    assert!(s.hub.status_watches() == 0, "leaving drops the watches");
     drop(w);
     s.shutdown().await.unwrap();
 }
@@ -220,7 +220,7 @@ async fn watch_requests_are_bounded_and_checked() {
         reason(&r).starts_with("UnknownEvent"),
         "no broadcast on the status topic: {r}"
     );
-    assert_eq!(s.hub.watches.len(), 3);
+    assert_eq!(s.hub.status_watches(), 3);
     drop(w);
     s.shutdown().await.unwrap();
 }

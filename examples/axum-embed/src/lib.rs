@@ -28,7 +28,7 @@ pub fn app(server: &Server) -> Router {
 /// The keys present in a room (`realtime:<room>`, the topic realtime-js joins for `room`).
 async fn members(State(hub): State<Arc<Hub>>, Path(room): Path<String>) -> Json<Vec<String>> {
     let mut keys: Vec<String> = hub
-        .engine
+        .engine()
         .list(&format!("realtime:{room}"))
         .into_iter()
         .map(|(key, _)| key.to_string())

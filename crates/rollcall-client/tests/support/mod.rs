@@ -36,10 +36,7 @@ impl TestServer {
 
     /// Closes every connection from the server side, as a missed-heartbeat expiry does.
     pub fn kill_all_connections(&self) {
-        for c in self.hub.conns.iter() {
-            c.value()
-                .kill(rollcall_server::hub::KillReason::SlowConsumer);
-        }
+        self.hub.close_all_connections();
     }
 }
 
@@ -133,8 +130,11 @@ pub fn clients_dir(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-/// Runs `npm ci` in `dir` unless its lockfile's packages are already installed.
+/// Runs `npm ci` in `dir` unless its lockfile's packages are already installed (one at a
+/// time per test binary: two installs into one folder race on `node_modules`).
 pub async fn npm_ci(dir: &std::path::Path) {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _guard = ONE_AT_A_TIME.lock().await;
     let installed = dir.join("node_modules/.package-lock.json");
     let lock = dir.join("package-lock.json");
     let fresh = match (installed.metadata(), lock.metadata()) {
@@ -167,15 +167,15 @@ pub async fn run_node_suite(
         .env("ROLLCALL_URL", format!("http://{}", server.addr))
         .env(
             "ROLLCALL_HEARTBEAT_MS",
-            server.hub.cfg.core.heartbeat_interval.0.to_string(),
+            server.hub.config().core.heartbeat_interval.0.to_string(),
         )
         .env(
             "ROLLCALL_MISSED_HEARTBEATS",
-            server.hub.cfg.core.missed_heartbeats.to_string(),
+            server.hub.config().core.missed_heartbeats.to_string(),
         )
         .env(
             "ROLLCALL_OFFLINE_GRACE_MS",
-            server.hub.cfg.core.offline_grace.0.to_string(),
+            server.hub.config().core.offline_grace.0.to_string(),
         )
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -10,7 +10,7 @@ use crate::hub::Hub;
 
 /// The bus of a node that runs alone.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct LocalBus;
+pub(crate) struct LocalBus;
 
 impl Bus for LocalBus {
     fn kind(&self) -> &'static str {

@@ -17,16 +17,17 @@ use rollcall_core::{KeyStatus, TopicDiff};
 use crate::config::ServerConfig;
 use crate::hub::Hub;
 
-pub use local::LocalBus;
+pub(crate) use local::LocalBus;
 #[cfg(feature = "redis")]
-pub use redis::RedisBus;
+pub(crate) use redis::RedisBus;
 
 /// A boxed future borrowed from the bus (object-safe async methods).
-pub type BusFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BusFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Whether the bus's backing service answers, for `/readyz`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Readiness {
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) enum Readiness {
     /// No backing service (a single node).
     Off,
     /// It answered.
@@ -37,7 +38,7 @@ pub enum Readiness {
 
 impl Readiness {
     /// The word `/readyz` reports: `off`, `ok` or `down`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Readiness::Off => "off",
             Readiness::Ok => "ok",
@@ -49,7 +50,7 @@ impl Readiness {
 /// What the hub asks of the other nodes. Every method is cheap and non-blocking unless it
 /// returns a future; `publish_diff` is called from the engine's diff sink: one call at a
 /// time, in the engine's order, outside the core's locks.
-pub trait Bus: Send + Sync + std::fmt::Debug {
+pub(crate) trait Bus: Send + Sync + std::fmt::Debug {
     /// `local` or `redis`, for logs and metrics.
     fn kind(&self) -> &'static str;
 
@@ -96,7 +97,7 @@ pub trait Bus: Send + Sync + std::fmt::Debug {
 /// cannot be built (settings were validated, so this is not expected) falls back to a single
 /// node with an error log rather than refusing to serve.
 #[cfg(feature = "redis")]
-pub fn build(cfg: &ServerConfig) -> Arc<dyn Bus> {
+pub(crate) fn build(cfg: &ServerConfig) -> Arc<dyn Bus> {
     match cfg.redis.as_ref().map(|s| RedisBus::new(cfg, s)) {
         None => Arc::new(LocalBus),
         Some(Ok(bus)) => Arc::new(bus),
@@ -110,6 +111,6 @@ pub fn build(cfg: &ServerConfig) -> Arc<dyn Bus> {
 /// The bus `cfg` asks for; without the `redis` feature that is always a single node (the
 /// config refuses `redis_url` in such a build).
 #[cfg(not(feature = "redis"))]
-pub fn build(_cfg: &ServerConfig) -> Arc<dyn Bus> {
+pub(crate) fn build(_cfg: &ServerConfig) -> Arc<dyn Bus> {
     Arc::new(LocalBus)
 }

@@ -18,7 +18,7 @@ use crate::hub::Hub;
 
 /// The Redis backend: one [`Cluster`] handle.
 #[derive(Debug)]
-pub struct RedisBus {
+pub(crate) struct RedisBus {
     cluster: Arc<Cluster>,
 }
 
@@ -27,7 +27,7 @@ impl RedisBus {
     ///
     /// # Errors
     /// The URL or prefix is refused by the Redis client.
-    pub fn new(cfg: &ServerConfig, s: &RedisSettings) -> Result<RedisBus, ClusterError> {
+    pub(crate) fn new(cfg: &ServerConfig, s: &RedisSettings) -> Result<RedisBus, ClusterError> {
         let mut c = ClusterConfig::new(&s.url, &cfg.node_id);
         c.prefix = s.prefix.clone();
         c.node_timeout = s.node_timeout.as_duration();

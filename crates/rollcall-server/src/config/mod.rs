@@ -16,8 +16,9 @@ use std::sync::Arc;
 use rollcall_core::{Config as CoreConfig, Millis};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Auth;
-use crate::http_auth::{MetricsAuth, StatusRead};
+pub use crate::auth::{AccessRule, Auth, KeyError, PresenceKeySource};
+pub use crate::http_auth::{MetricsAuth, StatusRead};
+pub use crate::persist::{DatabaseSettings, LoginDurability};
 
 pub use settings::Settings;
 pub use values::{

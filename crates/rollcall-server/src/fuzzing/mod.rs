@@ -14,8 +14,8 @@
 //! channel count. A broken invariant panics, which is what the fuzzer looks for.
 //!
 //! The limits are small (2 channels per socket, 3 keys per topic, 2 presences per key, 200-byte
-//! metas) so the inputs reach them; the rate limits are out of reach because the session reads
-//! the wall clock, which would make the model's answer depend on timing.
+//! metas) so the inputs reach them; the rate limits are left to the session's unit tests and tests/sim.rs,
+//! which drive it on a manual clock.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -26,8 +26,9 @@ use rollcall_phoenix::{Vsn, event};
 use serde_json::Value;
 
 use crate::config::ServerConfig;
-use crate::hub::{ConnCtl, Hub, Outbox};
-use crate::session::Session;
+use crate::hub::Hub;
+pub use crate::outbox::{ConnCtl, Outbox};
+pub use crate::session::Session;
 
 mod checks;
 mod ops;
@@ -44,6 +45,33 @@ const MAX_META: usize = 200;
 /// Topics that can hold presences; the grammar also sends invalid ones.
 const TOPICS: [&str; 3] = ["realtime:room0", "realtime:room1", "realtime:room2"];
 const KEYS: [&str; 4] = ["alice", "bob", "carol", "dave"];
+
+/// Registers `conn`'s control block with the hub's open connections, as the socket task
+/// does when a socket opens (the timer task kills expired connections through it).
+pub fn register(hub: &Hub, conn: ConnId, ctl: Arc<ConnCtl>) {
+    hub.conns.insert(conn, ctl);
+}
+
+/// Removes `conn` from the hub's open connections, as the socket task does when it ends.
+pub fn unregister(hub: &Hub, conn: ConnId) {
+    hub.conns.remove(&conn);
+}
+
+/// A fresh connection id from the hub.
+pub fn next_conn_id(hub: &Hub) -> ConnId {
+    hub.next_conn_id()
+}
+
+/// Routes the outputs of an engine call (status events, watch events, expiries) as the
+/// timer task does.
+pub fn handle_events(hub: &Hub, out: &mut rollcall_core::Outputs) {
+    hub.handle_events(out);
+}
+
+/// Whether any channel is still subscribed to any topic.
+pub fn has_subscribers(hub: &Hub) -> bool {
+    !hub.registry.is_empty()
+}
 
 /// Runs one input.
 ///

@@ -16,14 +16,14 @@ use crate::session::topic_for;
 
 /// `POST /api/broadcast` request (Supabase's shape).
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct BroadcastRequest {
+pub(crate) struct BroadcastRequest {
     /// At most [`MAX_BROADCAST_BATCH`] messages.
     pub messages: Vec<BroadcastItem>,
 }
 
 /// One REST broadcast message.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct BroadcastItem {
+pub(crate) struct BroadcastItem {
     /// Channel name without `realtime:`.
     #[schema(min_length = 1)]
     pub topic: String,
@@ -43,7 +43,7 @@ pub struct BroadcastItem {
 }
 
 /// Most messages one REST broadcast may carry.
-pub const MAX_BROADCAST_BATCH: usize = 100;
+pub(crate) const MAX_BROADCAST_BATCH: usize = 100;
 
 /// `POST /api/broadcast` and `/realtime/v1/api/broadcast`: 202 on success. The batch is all or
 /// nothing: if the token may not write to any private topic in it, the answer is 403 listing
@@ -60,7 +60,7 @@ pub const MAX_BROADCAST_BATCH: usize = 100;
         (status = 422, description = "Empty topic or event", body = ErrorBody),
         (status = 429, description = "Rate limited or batch too large", body = ErrorBody),
     ))]
-pub async fn broadcast(
+pub(crate) async fn broadcast(
     State(hub): State<Arc<Hub>>,
     caller: Caller,
     JsonBody(req): JsonBody<BroadcastRequest>,

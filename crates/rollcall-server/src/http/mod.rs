@@ -24,13 +24,13 @@ use utoipa::ToSchema;
 use crate::auth::AuthError;
 use crate::hub::Hub;
 
-pub use broadcast::*;
-pub use ops::*;
-pub use presence::*;
+pub(crate) use broadcast::*;
+pub(crate) use ops::*;
+pub(crate) use presence::*;
 
 /// The JSON body of every error answer: Supabase's `message` plus a specific `error`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// Short class of the error, as Supabase words it (`Unauthorized`, `Forbidden`, …).
     pub message: String,
     /// What exactly was wrong.
@@ -42,7 +42,7 @@ pub struct ErrorBody {
 
 /// One refused message of a REST broadcast batch.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct RefusedMessage {
+pub(crate) struct RefusedMessage {
     /// Index in `messages`.
     pub index: usize,
     /// The message's topic.
@@ -53,14 +53,14 @@ pub struct RefusedMessage {
 
 /// A refusal: its status and body.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     body: ErrorBody,
 }
 
 impl ApiError {
     /// A refusal with `status`; `message` is the status' reason phrase.
-    pub fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
         ApiError {
             status,
             body: ErrorBody {
@@ -72,23 +72,18 @@ impl ApiError {
     }
 
     /// 401 for a missing or invalid token (Supabase: `{"message":"Unauthorized"}`).
-    pub fn unauthorized(e: &AuthError) -> ApiError {
+    pub(crate) fn unauthorized(e: &AuthError) -> ApiError {
         ApiError::refused(&crate::refusal::Refusal::Token(e.clone()))
     }
 
     /// A [`crate::refusal::Refusal`] with its status and text.
-    pub fn refused(why: &crate::refusal::Refusal) -> ApiError {
+    pub(crate) fn refused(why: &crate::refusal::Refusal) -> ApiError {
         ApiError::new(why.http_status(), why.http_message())
     }
 
     /// 403: the token is valid but may not do `what`.
-    pub fn forbidden(what: &str) -> ApiError {
+    pub(crate) fn forbidden(what: &str) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, what)
-    }
-
-    /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
-        self.status
     }
 }
 
@@ -101,7 +96,7 @@ impl IntoResponse for ApiError {
 /// A JSON request body, read within the configured size limit: a declared or actual size over
 /// it is a 413 (a declared one before anything is read), bad JSON a 400.
 #[derive(Debug)]
-pub struct JsonBody<T>(pub T);
+pub(crate) struct JsonBody<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned> FromRequest<Arc<Hub>> for JsonBody<T> {
     type Rejection = ApiError;
@@ -155,12 +150,12 @@ fn too_large(hub: &Hub, max: usize) -> ApiError {
 }
 
 /// Unknown routes: 404 with a JSON body.
-pub async fn not_found() -> ApiError {
+pub(crate) async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such route")
 }
 
 /// Wrong method on a known route: 405 with a JSON body.
-pub async fn method_not_allowed() -> ApiError {
+pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method not allowed on this route",

@@ -22,7 +22,7 @@ use crate::hub::Hub;
         (status = 401, description = "metrics_auth = token and no valid token", body = ErrorBody),
         (status = 403, description = "metrics_auth = token and not service_role", body = ErrorBody),
     ))]
-pub async fn metrics(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
+pub(crate) async fn metrics(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
     if hub.cfg.http.metrics_auth == MetricsAuth::Token {
         match authenticate(&hub, &headers) {
             Ok(c) if c.is_service() => {}
@@ -36,7 +36,7 @@ pub async fn metrics(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Respons
 }
 
 /// The metrics text, for the main route and the separate metrics address.
-pub fn render_metrics(hub: &Hub) -> Response {
+pub(crate) fn render_metrics(hub: &Hub) -> Response {
     let mut text = hub.metrics.render(
         hub.engine.stats(),
         hub.sockets.load(Ordering::Relaxed),
@@ -50,7 +50,7 @@ pub fn render_metrics(hub: &Hub) -> Response {
 
 /// `/healthz` and `/readyz` answer.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct HealthBody {
+pub(crate) struct HealthBody {
     /// `ok`, or `unavailable` when not ready.
     pub status: &'static str,
     /// Per dependency (`database`, `redis`): `ok`, `down` or `off`.
@@ -61,7 +61,7 @@ pub struct HealthBody {
 /// `GET /healthz`: liveness (the process answers).
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "Alive", body = HealthBody)))]
-pub async fn healthz() -> axum::Json<HealthBody> {
+pub(crate) async fn healthz() -> axum::Json<HealthBody> {
     axum::Json(HealthBody {
         status: "ok",
         checks: BTreeMap::new(),
@@ -75,7 +75,7 @@ pub async fn healthz() -> axum::Json<HealthBody> {
         (status = 200, description = "Ready", body = HealthBody),
         (status = 503, description = "A configured dependency is down", body = HealthBody),
     ))]
-pub async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
+pub(crate) async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
     let mut checks = BTreeMap::new();
     checks.insert("database", crate::persist::readiness(&hub));
     checks.insert("redis", hub.bus.readiness().await.as_str());
@@ -93,7 +93,7 @@ pub async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
 }
 
 /// `GET /openapi.json`: the OpenAPI 3.1 document of this API.
-pub async fn openapi() -> Response {
+pub(crate) async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         crate::openapi::document_json(),
@@ -102,6 +102,6 @@ pub async fn openapi() -> Response {
 }
 
 /// `GET /`: the live demo page.
-pub async fn demo() -> Html<&'static str> {
+pub(crate) async fn demo() -> Html<&'static str> {
     Html(include_str!("../demo.html"))
 }

@@ -17,14 +17,14 @@ use crate::session::topic_for;
 
 /// `POST /api/presence/status` request.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct StatusRequest {
+pub(crate) struct StatusRequest {
     /// Presence keys to look up (at most `max_batch_keys`).
     pub keys: Vec<String>,
 }
 
 /// One key's status.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct KeyStatusBody {
+pub(crate) struct KeyStatusBody {
     /// `online`, `idle` or `offline`.
     #[schema(value_type = String, example = "online")]
     pub status: &'static str,
@@ -38,7 +38,7 @@ pub struct KeyStatusBody {
 
 /// `POST /api/presence/status` answer.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct StatusResponse {
+pub(crate) struct StatusResponse {
     /// Status per requested key.
     pub statuses: BTreeMap<String, KeyStatusBody>,
 }
@@ -56,7 +56,7 @@ pub struct StatusResponse {
         (status = 429, description = "Rate limited", body = ErrorBody),
         (status = 503, description = "The database is down and some keys' last_seen is only there", body = ErrorBody),
     ))]
-pub async fn status(
+pub(crate) async fn status(
     State(hub): State<Arc<Hub>>,
     caller: Caller,
     JsonBody(req): JsonBody<StatusRequest>,
@@ -113,7 +113,7 @@ pub async fn status(
 
 /// The presences of one key in a channel (schema of `presence_state` values).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct PresenceEntry {
+pub(crate) struct PresenceEntry {
     /// One meta per presence (device, tab), each with its `phx_ref`.
     #[schema(value_type = Vec<Object>)]
     pub metas: Vec<serde_json::Value>,
@@ -122,7 +122,7 @@ pub struct PresenceEntry {
 /// `?private=` of the channel state endpoint.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ChannelQuery {
+pub(crate) struct ChannelQuery {
     /// Read the private channel of that name (needs the access rules); default false.
     #[serde(default)]
     pub private: bool,
@@ -140,7 +140,7 @@ pub struct ChannelQuery {
         (status = 403, description = "Private channel the token may not read", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
     ))]
-pub async fn channel_presence(
+pub(crate) async fn channel_presence(
     State(hub): State<Arc<Hub>>,
     caller: Caller,
     Path(topic): Path<String>,
@@ -165,7 +165,7 @@ pub async fn channel_presence(
 /// `GET /api/presence/{key}/sessions` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct SessionsQuery {
+pub(crate) struct SessionsQuery {
     /// Unix ms; sessions that end before it are left out (default: all time).
     #[param(minimum = 0)]
     pub from: Option<i64>,
@@ -177,14 +177,14 @@ pub struct SessionsQuery {
 
 /// One online period of a key.
 #[cfg(feature = "sql")]
-pub type SessionBody = rollcall_sql::Session;
+pub(crate) type SessionBody = rollcall_sql::Session;
 /// One online period of a key (never returned by a build without the `sql` feature).
 #[cfg(not(feature = "sql"))]
-pub type SessionBody = serde_json::Value;
+pub(crate) type SessionBody = serde_json::Value;
 
 /// `GET /api/presence/{key}/sessions` answer.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SessionsResponse {
+pub(crate) struct SessionsResponse {
     /// The key asked about.
     pub key: String,
     /// Its sessions, oldest first.
@@ -205,7 +205,7 @@ pub struct SessionsResponse {
         (status = 429, description = "Rate limited", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
-pub async fn sessions(
+pub(crate) async fn sessions(
     State(hub): State<Arc<Hub>>,
     caller: Caller,
     Path(key): Path<String>,

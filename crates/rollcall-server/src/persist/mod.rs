@@ -15,9 +15,9 @@ mod off;
 mod sql;
 
 #[cfg(not(feature = "sql"))]
-pub use off::*;
+pub(crate) use off::*;
 #[cfg(feature = "sql")]
-pub use sql::*;
+pub(crate) use sql::*;
 
 /// When a track that logs a key in is acknowledged (`login_durability`).
 #[derive(
@@ -55,4 +55,5 @@ pub struct DatabaseSettings {
 }
 
 /// Most sessions one history request returns.
-pub const MAX_SESSIONS: u32 = 1_000;
+#[cfg(feature = "sql")]
+pub(crate) const MAX_SESSIONS: u32 = 1_000;

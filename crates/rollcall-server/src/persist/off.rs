@@ -12,19 +12,16 @@ use crate::hub::Hub;
 #[derive(Debug)]
 pub enum Store {}
 
-/// No store operation can fail in this build.
-pub type StoreError = Infallible;
-
 /// Nothing to attach.
 ///
 /// # Errors
 /// Never.
-pub async fn attach(_hub: &Hub) -> Result<(), Infallible> {
+pub(crate) async fn attach(_hub: &Hub) -> Result<(), Infallible> {
     Ok(())
 }
 
 /// No durability to wait for.
-pub fn durable_ticket(_hub: &Hub) -> Option<std::future::Ready<bool>> {
+pub(crate) fn durable_ticket(_hub: &Hub) -> Option<std::future::Ready<bool>> {
     None
 }
 
@@ -32,7 +29,7 @@ pub fn durable_ticket(_hub: &Hub) -> Option<std::future::Ready<bool>> {
 ///
 /// # Errors
 /// Never.
-pub async fn offline_last_seen(
+pub(crate) async fn offline_last_seen(
     _hub: &Hub,
     _keys: &[String],
 ) -> Result<HashMap<String, u64>, Infallible> {
@@ -43,7 +40,7 @@ pub async fn offline_last_seen(
 ///
 /// # Errors
 /// Always that refusal.
-pub async fn sessions(
+pub(crate) async fn sessions(
     _hub: &Hub,
     _key: &str,
     _from: i64,
@@ -56,20 +53,20 @@ pub async fn sessions(
 }
 
 /// Unreachable: nothing fails.
-pub fn unavailable(e: &Infallible) -> String {
+pub(crate) fn unavailable(e: &Infallible) -> String {
     match *e {}
 }
 
 /// Nothing to record.
-pub fn record(_hub: &Hub, _e: &rollcall_core::StatusEvent, _unix_ms: u64) {}
+pub(crate) fn record(_hub: &Hub, _e: &rollcall_core::StatusEvent, _unix_ms: u64) {}
 
 /// No metrics.
-pub fn render_metrics(_hub: &Hub, _text: &mut String) {}
+pub(crate) fn render_metrics(_hub: &Hub, _text: &mut String) {}
 
 /// Always `off`.
-pub fn readiness(_hub: &Hub) -> &'static str {
+pub(crate) fn readiness(_hub: &Hub) -> &'static str {
     "off"
 }
 
 /// Nothing to flush.
-pub async fn shutdown(_hub: &Hub, _left: std::time::Duration) {}
+pub(crate) async fn shutdown(_hub: &Hub, _left: std::time::Duration) {}

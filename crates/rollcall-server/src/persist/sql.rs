@@ -11,18 +11,15 @@ use crate::http::ApiError;
 use crate::hub::Hub;
 
 /// The attached store.
-pub type Store = Persistence;
-
-/// A failed store operation.
-pub type StoreError = SqlError;
+pub(crate) type Store = Persistence;
 
 /// How long a start waits for the database's first attempt before serving without it.
-pub const FIRST_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const FIRST_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The `rollcall-sql` settings for `url` on this node. With SQLite the spill file sits
 /// beside the database file (`rollcall.db-spill-<node>.jsonl`); otherwise in the working
 /// directory.
-pub fn db_config(hub: &Hub, url: &str) -> DbConfig {
+pub(crate) fn db_config(hub: &Hub, url: &str) -> DbConfig {
     let node = hub.cfg.node_id.clone();
     let mut cfg = DbConfig::new(url, node.clone());
     if let Some(rest) = url.strip_prefix("sqlite:") {
@@ -43,7 +40,7 @@ pub fn db_config(hub: &Hub, url: &str) -> DbConfig {
 /// # Errors
 /// The URL or the spill file is unusable; with `require_database`, also the database is
 /// unreachable or its migrations failed.
-pub async fn attach(hub: &Hub) -> Result<(), SqlError> {
+pub(crate) async fn attach(hub: &Hub) -> Result<(), SqlError> {
     let Some(url) = hub.cfg.database_url.as_deref() else {
         return Ok(());
     };
@@ -79,7 +76,7 @@ pub async fn attach(hub: &Hub) -> Result<(), SqlError> {
 
 /// In `commit` durability mode with a database: a future that resolves (true) once every
 /// status row recorded so far is durable, or false if the writer stopped. `None` otherwise.
-pub fn durable_ticket(hub: &Hub) -> Option<impl std::future::Future<Output = bool> + use<>> {
+pub(crate) fn durable_ticket(hub: &Hub) -> Option<impl std::future::Future<Output = bool> + use<>> {
     if hub.cfg.database.login_durability != LoginDurability::Commit {
         return None;
     }
@@ -92,7 +89,7 @@ pub fn durable_ticket(hub: &Hub) -> Option<impl std::future::Future<Output = boo
 ///
 /// # Errors
 /// The database is down ([`SqlError::Unavailable`], at once) or the query failed.
-pub async fn offline_last_seen(
+pub(crate) async fn offline_last_seen(
     hub: &Hub,
     keys: &[String],
 ) -> Result<HashMap<String, u64>, SqlError> {
@@ -114,7 +111,7 @@ pub async fn offline_last_seen(
 ///
 /// # Errors
 /// The refusal to answer with.
-pub async fn sessions(
+pub(crate) async fn sessions(
     hub: &Hub,
     key: &str,
     from: i64,
@@ -136,7 +133,7 @@ pub async fn sessions(
 }
 
 /// The 503 message for a failed database query.
-pub fn unavailable(e: &SqlError) -> String {
+pub(crate) fn unavailable(e: &SqlError) -> String {
     match e {
         SqlError::Unavailable(why) => {
             format!("database unavailable (down: {why}); retry later")
@@ -146,14 +143,14 @@ pub fn unavailable(e: &SqlError) -> String {
 }
 
 /// Hands a status event to the writer (a channel send: never blocks).
-pub fn record(hub: &Hub, e: &rollcall_core::StatusEvent, unix_ms: u64) {
+pub(crate) fn record(hub: &Hub, e: &rollcall_core::StatusEvent, unix_ms: u64) {
     if let Some(p) = hub.persistence.get() {
         p.record(e, unix_ms);
     }
 }
 
 /// Appends the writer's metrics to `/metrics`.
-pub fn render_metrics(hub: &Hub, text: &mut String) {
+pub(crate) fn render_metrics(hub: &Hub, text: &mut String) {
     if let Some(p) = hub.persistence.get() {
         p.metrics().render(text);
     }
@@ -161,7 +158,7 @@ pub fn render_metrics(hub: &Hub, text: &mut String) {
 
 /// Readiness of the database: `off` without one, `down` until the writer has connected,
 /// migrated and recovered and while it is unreachable, else `ok`.
-pub fn readiness(hub: &Hub) -> &'static str {
+pub(crate) fn readiness(hub: &Hub) -> &'static str {
     match (&hub.cfg.database_url, hub.persistence.get()) {
         (None, _) => "off",
         (Some(_), None) => "down",
@@ -171,7 +168,7 @@ pub fn readiness(hub: &Hub) -> &'static str {
 }
 
 /// On shutdown: flushes what is queued within `left` (the rest stays in the spill file).
-pub async fn shutdown(hub: &Hub, left: std::time::Duration) {
+pub(crate) async fn shutdown(hub: &Hub, left: std::time::Duration) {
     if let Some(p) = hub.persistence.get() {
         p.shutdown(left).await;
     }

@@ -26,7 +26,7 @@ fn internal_topic(external: &str, private: bool) -> Topic {
 }
 
 /// The internal topic REST broadcasts and HTTP queries address for a subtopic.
-pub fn topic_for(subtopic: &str, private: bool) -> Topic {
+pub(crate) fn topic_for(subtopic: &str, private: bool) -> Topic {
     let external = if subtopic.starts_with(event::TOPIC_PREFIX) {
         subtopic.to_string()
     } else {

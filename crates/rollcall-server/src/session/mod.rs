@@ -34,9 +34,8 @@ use crate::limits::RateWindow;
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
 
-pub use join::topic_for;
-pub use timers::SessionClose;
-pub use watch::STATUS_TOPIC;
+pub(crate) use join::topic_for;
+pub(crate) use watch::STATUS_TOPIC;
 
 /// A joined channel.
 #[derive(Debug)]
@@ -147,11 +146,6 @@ impl Session {
     /// The shared state this session works on.
     pub fn hub(&self) -> &Hub {
         &self.hub
-    }
-
-    /// True once any channel was joined (the join timeout no longer applies).
-    pub fn joined_once(&self) -> bool {
-        self.joined_once
     }
 
     /// Counts one message against `max_events_per_second`; false when over it.

@@ -16,7 +16,7 @@ use crate::refusal::Refusal;
 use crate::watches::{Route, status_json};
 
 /// The reserved topic (`client.channel('rollcall:status')` in realtime-js).
-pub const STATUS_TOPIC: &str = "realtime:rollcall:status";
+pub(crate) const STATUS_TOPIC: &str = "realtime:rollcall:status";
 /// Watch a list of keys.
 pub(super) const WATCH: &str = "watch";
 /// Stop watching a list of keys.
