@@ -80,6 +80,10 @@ export async function startRollcall({ heartbeatMs = 1000, missed = 3, offlineGra
     // No history file in the suite's working directory (statuses and last seen stay in memory).
     '--database-url', 'none',
   ], { stdio: ['ignore', 'ignore', 'inherit'] })
+  // A failed or timed-out test must not leave the server behind or keep Node alive: the
+  // child does not hold the event loop open and dies with this process.
+  child.unref()
+  process.once('exit', () => { if (child.exitCode === null) child.kill('SIGKILL') })
   const url = `http://127.0.0.1:${port}`
   await waitReady(url, child, 15000)
   return {
