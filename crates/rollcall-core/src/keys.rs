@@ -88,9 +88,24 @@ impl KeyIds {
         }
     }
 
+    /// The index hash of `key`: 32 bits, repeated in both halves of the word (hashbrown picks
+    /// the bucket from the low bits and a tag from the top 7), so a growing index can be fed
+    /// hashes from a 4-byte-per-key scratch table instead of re-reading every key's text.
+    pub(crate) fn hash(&self, key: &str) -> u64 {
+        spread(self.hash32(key.as_bytes()))
+    }
+
+    fn hash32(&self, text: &[u8]) -> u32 {
+        hash32(&self.hasher, text)
+    }
+
     /// The id of `key`, if known.
     pub(crate) fn find(&self, key: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(key.as_bytes());
+        self.find_hashed(key, self.hash(key))
+    }
+
+    /// The id of `key`, whose [`KeyIds::hash`] is `hash`, if known.
+    pub(crate) fn find_hashed(&self, key: &str, hash: u64) -> Option<u32> {
         let (names, states) = (&self.names, &self.states);
         self.index
             .find(hash, |&id| {
@@ -100,22 +115,55 @@ impl KeyIds {
     }
 
     /// The id of `key`, creating an offline record seen at `now` if it is new.
+    #[cfg(test)]
     pub(crate) fn intern(&mut self, key: &str, now: Millis) -> u32 {
-        if let Some(id) = self.find(key) {
-            return id;
+        let hash = self.hash(key);
+        match self.find_hashed(key, hash) {
+            Some(id) => id,
+            None => self.insert_new(key, hash, now),
         }
+    }
+
+    /// Creates an offline record seen at `now` for `key` (not known yet; `hash` is its
+    /// [`KeyIds::hash`]) and returns its id.
+    pub(crate) fn insert_new(&mut self, key: &str, hash: u64, now: Millis) -> u32 {
+        debug_assert!(
+            self.find_hashed(key, hash).is_none(),
+            "key already interned"
+        );
+        self.make_room();
         let id = self.states.insert(KeyState {
             last_seen: now,
             last_activity: now,
             name: self.names.push(key),
             ..KeyState::default()
         });
+        // `make_room` left room, so this never re-hashes (the closure is not called).
         let (names, states, hasher) = (&self.names, &self.states, &self.hasher);
-        self.index
-            .insert_unique(hasher.hash_one(key.as_bytes()), id, |&i| {
-                hasher.hash_one(names.bytes(states.get(i).name))
-            });
+        self.index.insert_unique(hash, id, |&i| {
+            spread(hash32(hasher, names.bytes(states.get(i).name)))
+        });
         id
+    }
+
+    /// Makes room in the index for one more key. When it is full, hashbrown re-hashes every
+    /// entry (to grow it, or to clear tombstones); through the text, that reads each key's
+    /// record and then its text in bucket order, two cache misses per key at scale. Instead,
+    /// hash every key once in id order (the records and the arena are read front to back)
+    /// into a scratch table, and let the re-hash look its hashes up there.
+    fn make_room(&mut self) {
+        if self.index.len() < self.index.capacity() {
+            return;
+        }
+        let hashes: Vec<u32> = self
+            .states
+            .iter()
+            .map(|s| match s.name {
+                NONE => 0,
+                name => self.hash32(self.names.bytes(name)),
+            })
+            .collect();
+        self.index.reserve(1, |&id| spread(hashes[id as usize]));
     }
 
     /// The text of key `id`.
@@ -140,7 +188,7 @@ impl KeyIds {
     /// of it is dead).
     pub(crate) fn forget(&mut self, id: u32) {
         let name = self.states.get(id).name;
-        let hash = self.hasher.hash_one(self.names.bytes(name));
+        let hash = spread(self.hash32(self.names.bytes(name)));
         if let Ok(entry) = self.index.find_entry(hash, |&i| i == id) {
             entry.remove();
         }
@@ -156,6 +204,16 @@ impl KeyIds {
             self.names = fresh;
         }
     }
+}
+
+fn hash32(hasher: &FixedState, text: &[u8]) -> u32 {
+    let h = hasher.hash_one(text);
+    (h ^ (h >> 32)) as u32
+}
+
+/// A 32-bit key hash as the index's 64-bit hash (see [`KeyIds::hash`]).
+fn spread(h: u32) -> u64 {
+    u64::from(h) * 0x1_0000_0001
 }
 
 #[cfg(test)]
@@ -192,6 +250,24 @@ mod tests {
             assert_eq!(ids.name(id), name);
         }
         assert_eq!(ids.len(), 500);
+    }
+
+    #[test]
+    fn keys_stay_findable_across_growth_and_tombstone_clearing() {
+        let mut ids = KeyIds::new(3);
+        let mut live = Vec::new();
+        for i in 0..5000 {
+            let name = format!("k{i}");
+            live.push((ids.intern(&name, Millis(0)), name));
+            if i % 3 == 0 {
+                let (id, _) = live.remove(live.len() / 2);
+                ids.forget(id);
+            }
+        }
+        for (id, name) in &live {
+            assert_eq!(ids.find(name), Some(*id));
+        }
+        assert_eq!(ids.len(), live.len());
     }
 
     #[test]

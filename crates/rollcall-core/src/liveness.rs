@@ -24,6 +24,14 @@ use crate::timer::{Deadlines, token};
 /// Set in [`ConnRecord::tracks`] when it indexes a list of presences rather than being one.
 const MANY: u32 = 1 << 31;
 
+/// The seed of a shard's index hasher. The engine picks a connection's shard from the low
+/// bits of a hash seeded with `ref_seed`; hashbrown picks the bucket from the low bits too, so
+/// with the same seed every connection of a shard would share those bits and crowd a 64th of
+/// the buckets (long probe runs, one cache miss per group). A different seed decorrelates them.
+fn index_seed(seed: u64) -> u64 {
+    seed ^ 0x9e37_79b9_7f4a_7c15
+}
+
 /// One open connection.
 #[derive(Debug, Default)]
 pub(crate) struct ConnRecord {
@@ -59,7 +67,7 @@ impl ConnShard {
         ConnShard {
             records: Slab::default(),
             index: HashTable::new(),
-            hasher: FixedState::with_seed(cfg.ref_seed),
+            hasher: FixedState::with_seed(index_seed(cfg.ref_seed)),
             lists: Slab::default(),
             deadlines: Deadlines::new(cfg.timer_granularity),
         }
@@ -220,6 +228,19 @@ mod tests {
             timer_granularity: Millis(1),
             ..Config::default()
         }
+    }
+
+    #[test]
+    fn a_shards_index_buckets_do_not_inherit_the_shard_choice() {
+        // The engine's shard choice: low bits of a hash seeded with `ref_seed`.
+        let shard_of = FixedState::with_seed(0);
+        let index = FixedState::with_seed(index_seed(0));
+        let low_bits: std::collections::HashSet<u64> = (0..100_000u64)
+            .filter(|c| shard_of.hash_one(c) % 64 == 0)
+            .map(|c| index.hash_one(c) % 64)
+            .collect();
+        // With the shard's own seed every one of them would share the same low bits.
+        assert_eq!(low_bits.len(), 64);
     }
 
     #[test]

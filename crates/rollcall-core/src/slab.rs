@@ -70,6 +70,11 @@ impl<T: Default> Slab<T> {
         self.items.len() - self.free.len()
     }
 
+    /// Every slot in id order, freed ones included.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items.iter()
+    }
+
     /// Every slot, mutably, freed ones included.
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
         self.items.iter_mut()

@@ -66,8 +66,25 @@ impl KeyTable {
     }
 
     /// The id of `key`, creating an offline record seen at `now` if it is new.
+    #[cfg(test)]
     pub(crate) fn intern(&mut self, key: &str, now: Millis) -> u32 {
         self.ids.intern(key, now)
+    }
+
+    /// The index hash of `key`, to look it up and then insert it with one hashing.
+    pub(crate) fn hash(&self, key: &str) -> u64 {
+        self.ids.hash(key)
+    }
+
+    /// The id of `key` (whose [`KeyTable::hash`] is `hash`), if known.
+    pub(crate) fn find_hashed(&self, key: &str, hash: u64) -> Option<u32> {
+        self.ids.find_hashed(key, hash)
+    }
+
+    /// Creates an offline record seen at `now` for `key`, not known yet (`hash` is its
+    /// [`KeyTable::hash`]), and returns its id.
+    pub(crate) fn insert_new(&mut self, key: &str, hash: u64, now: Millis) -> u32 {
+        self.ids.insert_new(key, hash, now)
     }
 
     /// The text of key `id`.

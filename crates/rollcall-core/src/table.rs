@@ -139,7 +139,11 @@ impl Table {
         out: &mut Outputs,
     ) -> Result<TrackOutcome, TrackError> {
         // One lookup of each name: a track is mostly these two probes.
-        let (t, k) = (self.topics.find(topic), self.keys.find(key));
+        let key_hash = self.keys.hash(key);
+        let (t, k) = (
+            self.topics.find(topic),
+            self.keys.find_hashed(key, key_hash),
+        );
         if let (Some(t), Some(k)) = (t, k)
             && let Some(p) = self.held(held, t, k)
         {
@@ -162,7 +166,7 @@ impl Table {
             });
         }
         let t = t.unwrap_or_else(|| self.topics.intern(topic));
-        let k = k.unwrap_or_else(|| self.keys.intern(key, now));
+        let k = k.unwrap_or_else(|| self.keys.insert_new(key, key_hash, now));
         let r = mint();
         let p = self.presences.insert(Presence {
             meta: Some(meta),
