@@ -5,8 +5,8 @@
 use std::hash::BuildHasher;
 
 use foldhash::fast::FixedState;
-use hashbrown::HashTable;
 
+use crate::index::IdIndex;
 use crate::intern::Names;
 use crate::output::Status;
 use crate::slab::{NONE, Slab};
@@ -74,7 +74,7 @@ impl KeyState {
 pub(crate) struct KeyIds {
     names: Names,
     states: Slab<KeyState>,
-    index: HashTable<u32>,
+    index: IdIndex,
     hasher: FixedState,
 }
 
@@ -83,13 +83,13 @@ impl KeyIds {
         KeyIds {
             names: Names::default(),
             states: Slab::default(),
-            index: HashTable::new(),
+            index: IdIndex::default(),
             hasher: FixedState::with_seed(seed),
         }
     }
 
-    /// The index hash of `key`: 32 bits, repeated in both halves of the word (hashbrown picks
-    /// the bucket from the low bits and a tag from the top 7), so a growing index can be fed
+    /// The index hash of `key`: 32 bits, repeated in both halves of the word (the index picks
+    /// the chunk from the low bits and a tag from the top byte), so a growing index can be fed
     /// hashes from a 4-byte-per-key scratch table instead of re-reading every key's text.
     pub(crate) fn hash(&self, key: &str) -> u64 {
         spread(self.hash32(key.as_bytes()))
@@ -107,11 +107,9 @@ impl KeyIds {
     /// The id of `key`, whose [`KeyIds::hash`] is `hash`, if known.
     pub(crate) fn find_hashed(&self, key: &str, hash: u64) -> Option<u32> {
         let (names, states) = (&self.names, &self.states);
-        self.index
-            .find(hash, |&id| {
-                names.bytes(states.get(id).name) == key.as_bytes()
-            })
-            .copied()
+        self.index.find(hash, |id| {
+            names.bytes(states.get(id).name) == key.as_bytes()
+        })
     }
 
     /// The id of `key`, creating an offline record seen at `now` if it is new.
@@ -140,19 +138,18 @@ impl KeyIds {
         });
         // `make_room` left room, so this never re-hashes (the closure is not called).
         let (names, states, hasher) = (&self.names, &self.states, &self.hasher);
-        self.index.insert_unique(hash, id, |&i| {
+        self.index.insert(hash, id, |i| {
             spread(hash32(hasher, names.bytes(states.get(i).name)))
         });
         id
     }
 
-    /// Makes room in the index for one more key. When it is full, hashbrown re-hashes every
-    /// entry (to grow it, or to clear tombstones); through the text, that reads each key's
-    /// record and then its text in bucket order, two cache misses per key at scale. Instead,
-    /// hash every key once in id order (the records and the arena are read front to back)
-    /// into a scratch table, and let the re-hash look its hashes up there.
+    /// Makes room in the index for one more key. Growing it re-hashes every entry; through
+    /// the text, that reads each key's record and then its text in index order, two cache
+    /// misses per key at scale. Instead, hash every key once in id order (the records and the
+    /// arena are read front to back) into a scratch table, and grow from that.
     fn make_room(&mut self) {
-        if self.index.len() < self.index.capacity() {
+        if !self.index.is_full() {
             return;
         }
         let hashes: Vec<u32> = self
@@ -163,7 +160,7 @@ impl KeyIds {
                 name => self.hash32(self.names.bytes(name)),
             })
             .collect();
-        self.index.reserve(1, |&id| spread(hashes[id as usize]));
+        self.index.grow(|id| spread(hashes[id as usize]));
     }
 
     /// The text of key `id`.
@@ -189,9 +186,7 @@ impl KeyIds {
     pub(crate) fn forget(&mut self, id: u32) {
         let name = self.states.get(id).name;
         let hash = spread(self.hash32(self.names.bytes(name)));
-        if let Ok(entry) = self.index.find_entry(hash, |&i| i == id) {
-            entry.remove();
-        }
+        self.index.remove(hash, id);
         self.names.release(name);
         self.states.remove(id);
         if self.names.wants_compaction() {

@@ -38,8 +38,7 @@
 //! [`Meta`] (reference-counted JSON text) with every diff it appears in.
 //!
 //! ## Dependencies
-//! serde_json (meta validation and string escaping), thiserror, smallvec, foldhash,
-//! hashbrown (`HashTable`, for the id-only indexes). Nothing
+//! serde_json (meta validation and string escaping), thiserror, smallvec, foldhash. Nothing
 //! async and no I/O: adapters depend on this crate, never the reverse.
 //!
 //! ```
@@ -58,6 +57,7 @@ mod diff;
 mod engine;
 mod error;
 mod ids;
+mod index;
 mod intern;
 mod json;
 mod keys;

@@ -11,12 +11,12 @@
 use std::hash::BuildHasher;
 
 use foldhash::fast::FixedState;
-use hashbrown::HashTable;
 use smallvec::{SmallVec, smallvec};
 
 use crate::config::Config;
 use crate::error::ConnectError;
 use crate::ids::ConnId;
+use crate::index::IdIndex;
 use crate::slab::{NONE, Slab};
 use crate::time::Millis;
 use crate::timer::{Deadlines, token};
@@ -25,9 +25,9 @@ use crate::timer::{Deadlines, token};
 const MANY: u32 = 1 << 31;
 
 /// The seed of a shard's index hasher. The engine picks a connection's shard from the low
-/// bits of a hash seeded with `ref_seed`; hashbrown picks the bucket from the low bits too, so
+/// bits of a hash seeded with `ref_seed`; the index picks its chunk from the low bits too, so
 /// with the same seed every connection of a shard would share those bits and crowd a 64th of
-/// the buckets (long probe runs, one cache miss per group). A different seed decorrelates them.
+/// the chunks (long probe runs, one cache miss per chunk). A different seed decorrelates them.
 fn index_seed(seed: u64) -> u64 {
     seed ^ 0x9e37_79b9_7f4a_7c15
 }
@@ -55,7 +55,7 @@ pub(crate) struct Gone {
 #[derive(Debug)]
 pub(crate) struct ConnShard {
     records: Slab<ConnRecord>,
-    index: HashTable<u32>,
+    index: IdIndex,
     hasher: FixedState,
     /// Presence lists of connections holding more than one presence.
     lists: Slab<Vec<u32>>,
@@ -66,7 +66,7 @@ impl ConnShard {
     pub(crate) fn new(cfg: &Config) -> Self {
         ConnShard {
             records: Slab::default(),
-            index: HashTable::new(),
+            index: IdIndex::default(),
             hasher: FixedState::with_seed(index_seed(cfg.ref_seed)),
             lists: Slab::default(),
             deadlines: Deadlines::new(cfg.timer_granularity),
@@ -76,11 +76,9 @@ impl ConnShard {
     /// The slot of `conn`, if open.
     pub(crate) fn find(&self, conn: ConnId) -> Option<u32> {
         let records = &self.records;
-        self.index
-            .find(self.hasher.hash_one(conn.0), |&s| {
-                records.get(s).id == conn.0
-            })
-            .copied()
+        self.index.find(self.hasher.hash_one(conn.0), |s| {
+            records.get(s).id == conn.0
+        })
     }
 
     pub(crate) fn connect(
@@ -101,10 +99,9 @@ impl ConnShard {
         let bucket = token(self.deadlines.schedule(now + cfg.expiry_timeout(), slot));
         self.records.get_mut(slot).bucket = bucket;
         let (records, hasher) = (&self.records, &self.hasher);
-        self.index
-            .insert_unique(hasher.hash_one(conn.0), slot, |&s| {
-                hasher.hash_one(records.get(s).id)
-            });
+        self.index.insert(hasher.hash_one(conn.0), slot, |s| {
+            hasher.hash_one(records.get(s).id)
+        });
         Ok(())
     }
 
@@ -168,9 +165,7 @@ impl ConnShard {
     fn take(&mut self, slot: u32) -> Gone {
         let r = self.records.remove(slot);
         let hash = self.hasher.hash_one(r.id);
-        if let Ok(entry) = self.index.find_entry(hash, |&s| s == slot) {
-            entry.remove();
-        }
+        self.index.remove(hash, slot);
         let presences = match r.tracks {
             NONE => SmallVec::new(),
             t if t & MANY != 0 => SmallVec::from_vec(self.lists.remove(t & !MANY)),
