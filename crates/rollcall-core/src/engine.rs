@@ -260,11 +260,14 @@ impl Engine {
             });
         }
         let mut conns = self.conn_shard(conn);
+        // Both locks before the connection lookup: a lock is a full fence, so looking the
+        // connection up between them would make its cache miss and the key index's run one
+        // after the other instead of overlapping.
+        let mut table = lock(&self.table);
         let slot = conns
             .find(conn)
             .ok_or(TrackError::UnknownConnection(conn))?;
         conns.beat(slot, now);
-        let mut table = lock(&self.table);
         let mark = out.diffs.len();
         let done = table.track(
             conns.presences(slot),
