@@ -23,15 +23,26 @@ struct Chunk {
     ids: [u32; SLOTS],
 }
 
+/// 0x01 in each of the 12 tag bytes.
+const ONES: u128 = 0x0101_0101_0101_0101_0101_0101;
+/// 0x7f in each of the 12 tag bytes.
+const LOW7: u128 = ONES * 0x7f;
+
 impl Chunk {
-    /// Bit `i` set when slot `i` holds `tag`.
-    fn matching(&self, tag: u8) -> u32 {
-        let mut m = 0;
-        for (i, &t) in self.tags.iter().enumerate() {
-            m |= u32::from(t == tag) << i;
-        }
-        m
+    /// The slots holding `tag` (0: the empty ones), as the top bit of byte `i` for slot `i`;
+    /// compared eight bytes at a time (the classic exact zero-byte test on `tags ^ tag`).
+    fn matching(&self, tag: u8) -> u128 {
+        let t = &self.tags;
+        let lo = u64::from_le_bytes([t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]]);
+        let hi = u32::from_le_bytes([t[8], t[9], t[10], t[11]]);
+        let x = (u128::from(lo) | u128::from(hi) << 64) ^ (ONES * u128::from(tag));
+        !(((x & LOW7) + LOW7) | x | LOW7) & (ONES << 7)
     }
+}
+
+/// The slot of the lowest match in a [`Chunk::matching`] mask.
+fn first(m: u128) -> usize {
+    (m.trailing_zeros() / 8) as usize
 }
 
 /// The index. Hashes are the caller's (64 bits; the home chunk comes from the low bits, the
@@ -79,7 +90,7 @@ impl IdIndex {
             let chunk = &self.chunks[i];
             let mut m = chunk.matching(tag);
             while m != 0 {
-                let id = chunk.ids[m.trailing_zeros() as usize];
+                let id = chunk.ids[first(m)];
                 if eq(id) {
                     return Some(id);
                 }
@@ -127,7 +138,9 @@ impl IdIndex {
         let mut i = hash as usize & mask;
         loop {
             let chunk = &mut self.chunks[i];
-            if let Some(s) = chunk.tags.iter().position(|&t| t == 0) {
+            let free = chunk.matching(0);
+            if free != 0 {
+                let s = first(free);
                 chunk.tags[s] = tag;
                 chunk.ids[s] = id;
                 return;
@@ -148,8 +161,12 @@ impl IdIndex {
         let mut i = home;
         for _ in 0..self.chunks.len() {
             let chunk = &mut self.chunks[i];
-            let m = chunk.matching(tag);
-            if let Some(s) = (0..SLOTS).find(|&s| m & (1 << s) != 0 && chunk.ids[s] == id) {
+            let mut m = chunk.matching(tag);
+            while m != 0 && chunk.ids[first(m)] != id {
+                m &= m - 1;
+            }
+            if m != 0 {
+                let s = first(m);
                 chunk.tags[s] = 0;
                 let mut j = home;
                 while j != i {
@@ -181,6 +198,23 @@ mod tests {
     fn a_chunk_is_one_cache_line() {
         assert_eq!(std::mem::size_of::<Chunk>(), 64);
         assert_eq!(std::mem::align_of::<Chunk>(), 64);
+    }
+
+    #[test]
+    fn tag_matching_is_exact_for_every_byte_value() {
+        let mut chunk = Chunk::default();
+        for round in 0..64u32 {
+            for (i, t) in chunk.tags.iter_mut().enumerate() {
+                *t = (round * 37 + i as u32 * 101) as u8 ^ (round as u8 & 0x81);
+            }
+            for tag in 0..=255u8 {
+                let m = chunk.matching(tag);
+                for (i, &t) in chunk.tags.iter().enumerate() {
+                    assert_eq!(m >> (8 * i + 7) & 1 == 1, t == tag, "{tag} at {i}");
+                }
+                assert_eq!(m & !(ONES << 7), 0);
+            }
+        }
     }
 
     #[test]

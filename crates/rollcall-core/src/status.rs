@@ -111,7 +111,9 @@ impl KeyTable {
         cfg: &Config,
         out: &mut Outputs,
     ) {
-        self.pending.remove(&id);
+        if !self.pending.is_empty() {
+            self.pending.remove(&id);
+        }
         let state = self.ids.get_mut(id);
         state.conns += u32::from(new_conn);
         state.last_seen = state.last_seen.max(now);
