@@ -260,10 +260,11 @@ impl Engine {
             });
         }
         let mut conns = self.conn_shard(conn);
-        // Both locks before the connection lookup: a lock is a full fence, so looking the
-        // connection up between them would make its cache miss and the key index's run one
-        // after the other instead of overlapping.
+        // Both locks, then the key and the connection lookups back to back: each is a cache
+        // miss at scale, and with no lock (a full fence) or long stretch of code between them
+        // the two misses overlap.
         let mut table = lock(&self.table);
+        let at = table.keys.locate(key);
         let slot = conns
             .find(conn)
             .ok_or(TrackError::UnknownConnection(conn))?;
@@ -273,6 +274,7 @@ impl Engine {
             conns.presences(slot),
             topic,
             key,
+            at,
             meta,
             now,
             || self.mint_ref(),

@@ -31,6 +31,13 @@ struct PendingLogout {
 
 type Watchers = HashMap<Key, SmallVec<[WatchId; 2]>, RandomState>;
 
+/// Where a key stands in the index: its hash, and its id if it is known.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyAt {
+    pub(crate) hash: u64,
+    pub(crate) id: Option<u32>,
+}
+
 /// Every key's status.
 #[derive(Debug)]
 pub(crate) struct KeyTable {
@@ -71,18 +78,17 @@ impl KeyTable {
         self.ids.intern(key, now)
     }
 
-    /// The index hash of `key`, to look it up and then insert it with one hashing.
-    pub(crate) fn hash(&self, key: &str) -> u64 {
-        self.ids.hash(key)
+    /// Looks `key` up, keeping its hash for a later [`KeyTable::insert_new`].
+    pub(crate) fn locate(&self, key: &str) -> KeyAt {
+        let hash = self.ids.hash(key);
+        KeyAt {
+            hash,
+            id: self.ids.find_hashed(key, hash),
+        }
     }
 
-    /// The id of `key` (whose [`KeyTable::hash`] is `hash`), if known.
-    pub(crate) fn find_hashed(&self, key: &str, hash: u64) -> Option<u32> {
-        self.ids.find_hashed(key, hash)
-    }
-
-    /// Creates an offline record seen at `now` for `key`, not known yet (`hash` is its
-    /// [`KeyTable::hash`]), and returns its id.
+    /// Creates an offline record seen at `now` for `key`, not known yet (`hash` is from its
+    /// [`KeyTable::locate`]), and returns its id.
     pub(crate) fn insert_new(&mut self, key: &str, hash: u64, now: Millis) -> u32 {
         self.ids.insert_new(key, hash, now)
     }

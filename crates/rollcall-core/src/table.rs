@@ -14,7 +14,7 @@ use crate::ids::{Key, PresenceRef, Topic};
 use crate::meta::Meta;
 use crate::output::{LeaveReason, Outputs};
 use crate::slab::{NONE, Slab};
-use crate::status::KeyTable;
+use crate::status::{KeyAt, KeyTable};
 use crate::time::Millis;
 use crate::topics::Topics;
 
@@ -125,13 +125,15 @@ impl Table {
     }
 
     /// Adds or updates the presence of a connection holding `held` for `topic`/`key`, and
-    /// emits its diff. `mint` gives a fresh ref.
+    /// emits its diff. `at` is [`KeyTable::locate`] of `key` (done first by the caller, so its
+    /// cache miss overlaps the connection lookup's); `mint` gives a fresh ref.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn track(
         &mut self,
         held: &[u32],
         topic: &Topic,
         key: &Key,
+        at: KeyAt,
         meta: Meta,
         now: Millis,
         mint: impl FnOnce() -> PresenceRef,
@@ -139,11 +141,7 @@ impl Table {
         out: &mut Outputs,
     ) -> Result<TrackOutcome, TrackError> {
         // One lookup of each name: a track is mostly these two probes.
-        let key_hash = self.keys.hash(key);
-        let (t, k) = (
-            self.topics.find(topic),
-            self.keys.find_hashed(key, key_hash),
-        );
+        let (t, k) = (self.topics.find(topic), at.id);
         if let (Some(t), Some(k)) = (t, k)
             && let Some(p) = self.held(held, t, k)
         {
@@ -166,7 +164,7 @@ impl Table {
             });
         }
         let t = t.unwrap_or_else(|| self.topics.intern(topic));
-        let k = k.unwrap_or_else(|| self.keys.insert_new(key, key_hash, now));
+        let k = k.unwrap_or_else(|| self.keys.insert_new(key, at.hash, now));
         let r = mint();
         let p = self.presences.insert(Presence {
             meta: Some(meta),

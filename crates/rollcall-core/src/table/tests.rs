@@ -19,10 +19,12 @@ fn track(
     out: &mut Outputs,
 ) -> Result<TrackOutcome, TrackError> {
     let meta = Meta::parse(meta).unwrap();
+    let at = table.keys.locate(key);
     table.track(
         held,
         &Topic::new(topic),
         &Key::new(key),
+        at,
         meta,
         Millis(0),
         mint,
