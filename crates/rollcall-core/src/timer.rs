@@ -45,7 +45,12 @@ impl<T> Deadlines<T> {
     /// Schedules `item` at `at` (rounded up) and returns its bucket, the owner's staleness token.
     pub(crate) fn schedule(&mut self, at: Millis, item: T) -> u64 {
         let bucket = self.bucket_of(at);
-        let items = self.buckets.entry(bucket).or_default();
+        // Deadlines are mostly `now + a fixed delay`, so they mostly land in the last bucket:
+        // reach it down the rightmost edge of the tree instead of searching for it.
+        let items = match self.buckets.last_entry() {
+            Some(last) if *last.key() == bucket => last.into_mut(),
+            _ => self.buckets.entry(bucket).or_default(),
+        };
         reserve_gently(items, 1);
         items.push(item);
         bucket
