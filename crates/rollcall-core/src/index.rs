@@ -249,6 +249,32 @@ mod tests {
         assert!(ix.chunks.iter().all(|c| c.overflow == 0));
     }
 
+    proptest::proptest! {
+        /// Any sequence of inserts and removes, under a hash with `distinct` values (1: every
+        /// id in one probe run through full chunks), leaves exactly the ids a set would hold.
+        #[test]
+        fn it_agrees_with_a_set(
+            distinct in 1u32..120,
+            ops in proptest::collection::vec((0u32..400, proptest::bool::ANY), 0..1500),
+        ) {
+            let hash = |id: u32| u64::from(id % distinct).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let mut ix = IdIndex::default();
+            let mut set = std::collections::HashSet::new();
+            for (id, add) in ops {
+                if add && set.insert(id) {
+                    ix.insert(hash(id), id, hash);
+                } else if !add {
+                    proptest::prop_assert_eq!(ix.remove(hash(id), id), set.remove(&id));
+                }
+                proptest::prop_assert_eq!(ix.len(), set.len());
+            }
+            for id in 0..400 {
+                let want = set.contains(&id).then_some(id);
+                proptest::prop_assert_eq!(ix.find(hash(id), |x| x == id), want);
+            }
+        }
+    }
+
     #[test]
     fn it_grows_at_seven_eighths_full() {
         let mut ix = IdIndex::default();
