@@ -174,7 +174,13 @@ async fn reset(
             .arg(Message::Reset { node: me, state }.encode())
             .ignore();
     }
-    let r = pipe.query_async::<()>(&mut con).await;
+    // Nothing to write (no presences, no stale topics): an empty pipeline is an error to the
+    // client, which would keep this node dirty and retrying until its first presence.
+    let r = if pipe.is_empty() {
+        Ok(())
+    } else {
+        pipe.query_async::<()>(&mut con).await
+    };
     if let Err(e) = r {
         cluster.failed();
         lock(&cluster.mirror).dirty = true;
