@@ -8,14 +8,15 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use rollcall_core::{Key, PresenceView, TopicDiff, write_presence};
+use rollcall_core::{Key, PresenceView, TopicDiff};
 use tokio::sync::{Notify, mpsc};
 
 use crate::error::{ClusterError, RedisOpError};
 use crate::keys::Keys;
 use crate::metrics::ClusterMetrics;
+use crate::render;
 use crate::view::TopicView;
-use crate::wire::{self, Message, NodePresences, Presence};
+use crate::wire::{self, Entry, Frame, NodePresences, Presence, Writer};
 
 /// Settings of the Redis adapter.
 #[derive(Debug, Clone)]
@@ -48,12 +49,13 @@ impl ClusterConfig {
 /// Delivers a message to the local subscribers of a topic: `(topic, event, payload json)`.
 pub type Deliver = Box<dyn Fn(&str, &str, &str) + Send + Sync>;
 
-/// A local change queued for publication.
+/// A local change queued for publication: the encoded diff message, and the hash fields
+/// (`phx_ref` text) to set and to delete.
 #[derive(Debug)]
 pub(crate) struct PubOp {
     pub(crate) topic: String,
-    pub(crate) payload: String,
-    pub(crate) joins: Vec<(String, String)>,
+    pub(crate) message: Vec<u8>,
+    pub(crate) joins: Vec<(String, Vec<u8>)>,
     pub(crate) leaves: Vec<String>,
     pub(crate) empty: bool,
 }
@@ -220,47 +222,37 @@ impl Cluster {
         }
     }
 
-    /// Records a local diff and queues it for Redis; `payload` is the diff as the server
-    /// already rendered it for its own subscribers (rendered once, not again here). Call from
-    /// the engine's diff sink (one call at a time, in the engine's order, so a topic's diffs are
-    /// queued in order).
+    /// Records a local diff and queues it for Redis, encoded in the node-to-node format (the
+    /// other nodes render the client payload themselves). Call from the engine's diff sink
+    /// (one call at a time, in the engine's order, so a topic's diffs are queued in order).
     /// Never blocks.
-    pub fn publish_diff(&self, d: &TopicDiff, payload: &str) {
-        let payload = payload.to_string();
+    pub fn publish_diff(&self, d: &TopicDiff) {
         let topic = d.topic.as_str();
         let mut m = lock(&self.mirror);
         let entry = m.topics.entry(topic.to_string()).or_default();
         let mut joins = Vec::with_capacity(d.diff.joins.len());
-        let mut leaves = Vec::with_capacity(d.diff.leaves.len());
-        let mut buf = Vec::with_capacity(64);
         for j in &d.diff.joins {
-            buf.clear();
-            write_presence(&mut buf, &j.presence);
-            let json = String::from_utf8_lossy(&buf);
-            let r = j.presence.presence_ref.to_string();
-            joins.push((r.clone(), wire::encode_hash_value(&j.key, &json)));
-            entry.insert(
-                r,
-                Presence {
-                    key: j.key.to_string(),
-                    json: json.into(),
-                },
-            );
+            let e = Entry::from(j);
+            joins.push((e.presence_ref.to_string(), wire::encode_hash_value(&e)));
+            entry.insert(e.presence_ref, Presence::from(e));
         }
+        let mut leaves = Vec::with_capacity(d.diff.leaves.len());
         for l in &d.diff.leaves {
-            let r = l.presence.presence_ref.to_string();
-            entry.remove(&r);
-            leaves.push(r);
+            entry.remove(&l.presence.presence_ref);
+            leaves.push(l.presence.presence_ref.to_string());
         }
         let empty = entry.is_empty();
         if empty {
             m.topics.remove(topic);
         }
         if !m.dirty {
+            let mut w = Writer::new(wire::kind::DIFF, &self.cfg.node_id);
+            w.entries(d.diff.joins.iter().map(Entry::from));
+            w.entries(d.diff.leaves.iter().map(Entry::from));
             self.pending.fetch_add(1, Ordering::Relaxed);
             let _ = m.tx.send(PubOp {
                 topic: topic.to_string(),
-                payload,
+                message: w.finish(),
                 joins,
                 leaves,
                 empty,
@@ -270,7 +262,7 @@ impl Cluster {
 
     /// Publishes a broadcast to the other nodes' subscribers of `topic` (fire and forget).
     pub fn publish_broadcast(self: &Arc<Self>, topic: &str, event: &str, payload: &str) {
-        let msg = Message::Broadcast {
+        let msg = Frame::Broadcast {
             node: &self.cfg.node_id,
             event,
             payload,
@@ -325,12 +317,16 @@ impl Cluster {
         local: &[(Key, Vec<PresenceView>)],
         out: &mut Vec<u8>,
     ) {
-        let remote: Vec<Presence> = lock(&self.views)
+        let remote: Vec<(String, String)> = lock(&self.views)
             .topics
             .get(topic)
-            .map(|tv| tv.presences().cloned().collect())
+            .map(|tv| {
+                tv.presences()
+                    .map(|p| (p.key.clone(), render::presence_json(p)))
+                    .collect()
+            })
             .unwrap_or_default();
-        write_state(local, remote, out);
+        render::write_state_with(local, &remote, out);
     }
 
     /// Whether this node keeps a view of `topic` (it has local subscribers).
@@ -384,7 +380,10 @@ impl Cluster {
         Ok(snap
             .into_values()
             .flat_map(|n| n.into_values())
-            .map(|p| (p.key, p.json.into()))
+            .map(|p| {
+                let json = render::presence_json(&p);
+                (p.key, json)
+            })
             .collect())
     }
 
@@ -410,7 +409,7 @@ impl Cluster {
             pipe.cmd("HGETALL").arg(self.keys.topic_hash(topic, n));
         }
         if let Some(token) = marker {
-            let msg = Message::Marker {
+            let msg = Frame::Marker {
                 node: &self.cfg.node_id,
                 token,
             };
@@ -419,7 +418,7 @@ impl Cluster {
                 .arg(msg.encode())
                 .ignore();
         }
-        let hashes: Vec<HashMap<String, String>> = pipe
+        let hashes: Vec<HashMap<String, Vec<u8>>> = pipe
             .query_async(&mut con)
             .await
             .inspect_err(|_| self.failed())?;
@@ -427,8 +426,14 @@ impl Cluster {
         let mut snap = HashMap::new();
         for (n, h) in nodes.into_iter().zip(hashes) {
             let presences: NodePresences = h
-                .into_iter()
-                .filter_map(|(r, v)| Some((r, wire::decode_hash_value(&v)?)))
+                .values()
+                .filter_map(|v| match wire::decode_hash_value(v) {
+                    Ok(e) => Some((e.presence_ref, Presence::from(e))),
+                    Err(e) => {
+                        self.refused("stored presence", e);
+                        None
+                    }
+                })
                 .collect();
             if !presences.is_empty() {
                 snap.insert(n, presences);
@@ -462,37 +467,4 @@ impl Cluster {
         let v = lock(&self.views);
         (v.topics.len(), v.topics.values().map(|t| t.len()).sum())
     }
-}
-
-/// Writes a `presence_state` payload of `local` presences and `remote` ones (`(key, presence
-/// json)`, e.g. from [`Cluster::remote_presences`]), one entry per key.
-pub fn write_state_with(
-    local: &[(Key, Vec<PresenceView>)],
-    remote: &[(String, String)],
-    out: &mut Vec<u8>,
-) {
-    let remote = remote.iter().map(|(k, j)| Presence {
-        key: k.clone(),
-        json: j.as_str().into(),
-    });
-    write_state(local, remote.collect(), out);
-}
-
-fn write_state(local: &[(Key, Vec<PresenceView>)], remote: Vec<Presence>, out: &mut Vec<u8>) {
-    let mut all: Vec<Presence> = Vec::with_capacity(remote.len() + local.len());
-    let mut buf = Vec::with_capacity(64);
-    for (key, views) in local {
-        for p in views {
-            buf.clear();
-            write_presence(&mut buf, p);
-            all.push(Presence {
-                key: key.to_string(),
-                json: String::from_utf8_lossy(&buf).into(),
-            });
-        }
-    }
-    all.extend(remote);
-    let mut s = String::with_capacity(all.len() * 64 + 2);
-    wire::write_groups(&mut s, &all);
-    out.extend_from_slice(s.as_bytes());
 }

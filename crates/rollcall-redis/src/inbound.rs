@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use crate::cluster::{Cluster, Views, lock};
 use crate::metrics::ClusterMetrics;
 use crate::view::Op;
-use crate::wire::{self, Message, NodePresences};
+use crate::wire::{Frame, NodePresences, Presence, WireError};
 
 impl Cluster {
     /// Handles one pub/sub message.
@@ -15,13 +15,17 @@ impl Cluster {
         let Some(topic) = self.keys.topic_of_channel(channel) else {
             return;
         };
-        let Some(msg) = std::str::from_utf8(payload).ok().and_then(Message::decode) else {
-            tracing::debug!(channel, "undecodable cluster message");
-            return;
+        let msg = match Frame::decode(payload) {
+            Ok(m) => m,
+            Err(e) => {
+                self.refused("pub/sub message", e);
+                return;
+            }
         };
         let me = self.cfg.node_id.as_str();
+        let node = msg.node();
         let op = match msg {
-            Message::Broadcast {
+            Frame::Broadcast {
                 node,
                 event,
                 payload,
@@ -32,7 +36,7 @@ impl Cluster {
                 }
                 return;
             }
-            Message::Marker { node, token } => {
+            Frame::Marker { node, token } => {
                 if node == me {
                     let mut v = lock(&self.views);
                     let Views { topics, dead } = &mut *v;
@@ -42,30 +46,30 @@ impl Cluster {
                 }
                 return;
             }
-            _ if msg_node(&msg) == me => return,
-            Message::Diff { node, payload } => {
-                let Some((joins, leaves)) = wire::parse_diff(payload) else {
-                    return;
-                };
+            _ if node == me => return,
+            Frame::Diff {
+                node,
+                joins,
+                leaves,
+            } => {
                 ClusterMetrics::inc(&self.metrics.diffs_received);
                 Op::Diff {
                     node: node.to_string(),
-                    joins,
-                    leaves,
-                    payload: payload.to_string(),
+                    joins: joins.into_iter().map(Presence::from).collect(),
+                    leaves: leaves.iter().map(|e| e.presence_ref).collect(),
                 }
             }
-            Message::Reset { node, state } => Op::Reset {
+            Frame::Reset { node, presences } => Op::Reset {
                 node: node.to_string(),
-                presences: wire::parse_state(state).unwrap_or_default(),
+                presences: presences.into_iter().map(Presence::from).collect(),
             },
-            Message::Gone { node } => Op::Gone {
+            Frame::Gone { node } => Op::Gone {
                 node: node.to_string(),
             },
         };
         let mut v = lock(&self.views);
         if !matches!(op, Op::Gone { .. }) {
-            v.dead.remove(msg_node(&msg));
+            v.dead.remove(node);
         }
         if let Some(out) = v.topics.get_mut(topic).and_then(|tv| tv.handle(op)) {
             self.deliver(topic, events::PRESENCE_DIFF, &out);
@@ -115,13 +119,19 @@ impl Cluster {
     }
 }
 
-fn msg_node<'a>(m: &Message<'a>) -> &'a str {
-    match m {
-        Message::Diff { node, .. }
-        | Message::Reset { node, .. }
-        | Message::Gone { node }
-        | Message::Broadcast { node, .. }
-        | Message::Marker { node, .. } => node,
+impl Cluster {
+    /// Counts a message or stored value this node cannot read. An unknown version means a
+    /// node of another release shares the prefix (a rolling upgrade, or a mix-up): warned at
+    /// the 1st, 2nd, 4th, 8th.. refusal, so the log shows it without flooding.
+    pub(crate) fn refused(&self, what: &'static str, e: WireError) {
+        let counter = match e {
+            WireError::UnknownVersion(_) => &self.metrics.wire_version_refused,
+            WireError::Truncated | WireError::Malformed(_) => &self.metrics.wire_malformed,
+        };
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(what, error = %e, refused = n, "node-to-node data refused");
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P:{topic}:node:N` | hash | node N's presences in topic: `phx_ref` → `<len>:<key><presence json>` |
+//! | `P:{topic}:node:N` | hash | node N's presences in topic: `phx_ref` → a versioned entry (`wire/`) |
 //! | `P:{topic}:nodes` | set | nodes with a hash for topic |
 //! | `P:{topic}:ch` | channel | diffs, resets, node-gone notices, broadcasts, load markers |
 //! | `P:node:{N}` | string, TTL | node N is alive |

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::cluster::Cluster;
 use crate::error::RedisOpError;
 use crate::metrics::ClusterMetrics;
-use crate::wire::Message;
+use crate::wire::Frame;
 
 /// How long a survivor holds the lock on a dead node.
 const REAP_LOCK: Duration = Duration::from_secs(30);
@@ -143,7 +143,7 @@ async fn reap(cluster: &Cluster, node: &str) -> Result<(), RedisOpError> {
             pipe.cmd("SREM").arg(keys.topic_nodes(t)).arg(node).ignore();
             pipe.cmd("PUBLISH")
                 .arg(keys.channel(t))
-                .arg(Message::Gone { node }.encode())
+                .arg(Frame::Gone { node }.encode())
                 .ignore();
         }
         pipe.cmd("DEL").arg(keys.node_topics(node)).ignore();

@@ -30,6 +30,11 @@ pub struct ClusterMetrics {
     pub status_writes: AtomicU64,
     /// Round trips made by batch status queries.
     pub status_round_trips: AtomicU64,
+    /// Messages and stored values in a node-to-node format version this node does not speak
+    /// (another release shares the prefix).
+    pub wire_version_refused: AtomicU64,
+    /// Messages and stored values of this node's format version that did not decode.
+    pub wire_malformed: AtomicU64,
     /// Whether the last Redis operation succeeded.
     pub connected: AtomicBool,
 }
@@ -45,7 +50,7 @@ impl ClusterMetrics {
 
     /// Appends Prometheus text for every counter, plus `gauges` (name, help, value).
     pub fn render(&self, out: &mut String, gauges: &[(&str, &str, u64)]) {
-        let counters: [(&str, &str, &AtomicU64); 12] = [
+        let counters: [(&str, &str, &AtomicU64); 14] = [
             (
                 "diffs_published",
                 "Local presence diffs published.",
@@ -101,6 +106,16 @@ impl ClusterMetrics {
                 "status_round_trips",
                 "Round trips made by batch status queries.",
                 &self.status_round_trips,
+            ),
+            (
+                "wire_version_refused",
+                "Node-to-node messages and values refused for their format version.",
+                &self.wire_version_refused,
+            ),
+            (
+                "wire_malformed",
+                "Node-to-node messages and values that did not decode.",
+                &self.wire_malformed,
             ),
         ];
         for (name, help, c) in counters {

@@ -14,10 +14,10 @@ use tokio::sync::mpsc;
 use crate::cluster::{Cluster, PubOp, lock};
 use crate::error::RedisOpError;
 use crate::metrics::ClusterMetrics;
-use crate::wire::{self, Message};
+use crate::wire::{self, Frame};
 
-/// One topic of the mirror, ready to write: topic, hash fields, rendered state.
-type TopicState = (String, Vec<(String, String)>, String);
+/// One topic of the mirror, ready to write: topic, hash fields, encoded reset message.
+type TopicState = (String, Vec<(String, Vec<u8>)>, Vec<u8>);
 
 /// Most diffs written in one pipeline.
 const BATCH: usize = 512;
@@ -94,13 +94,9 @@ async fn publish(cluster: &Cluster, batch: &[PubOp]) -> Result<(), RedisOpError>
                 .arg(&op.topic)
                 .ignore();
         }
-        let msg = Message::Diff {
-            node: me,
-            payload: &op.payload,
-        };
         pipe.cmd("PUBLISH")
             .arg(keys.channel(&op.topic))
-            .arg(msg.encode())
+            .arg(&op.message)
             .ignore();
     }
     let mut con = cluster.con().await?;
@@ -144,11 +140,13 @@ async fn reset(
             .map(|(t, presences)| {
                 let fields = presences
                     .iter()
-                    .map(|(r, p)| (r.clone(), wire::encode_hash_value(&p.key, &p.json)))
+                    .map(|(r, p)| (r.to_string(), wire::encode_hash_value(&p.entry())))
                     .collect();
-                let mut state = String::new();
-                wire::write_groups(&mut state, presences.values());
-                (t.clone(), fields, state)
+                let reset = Frame::Reset {
+                    node: me,
+                    presences: presences.values().map(|p| p.entry()).collect(),
+                };
+                (t.clone(), fields, reset.encode())
             })
             .collect()
     };
@@ -160,19 +158,16 @@ async fn reset(
         pipe.cmd("SREM").arg(keys.node_topics(me)).arg(t).ignore();
         pipe.cmd("PUBLISH")
             .arg(keys.channel(t))
-            .arg(Message::Gone { node: me }.encode())
+            .arg(Frame::Gone { node: me }.encode())
             .ignore();
     }
-    for (t, fields, state) in &snapshot {
+    for (t, fields, reset) in &snapshot {
         let hash = keys.topic_hash(t, me);
         pipe.cmd("DEL").arg(&hash).ignore();
         pipe.cmd("HSET").arg(&hash).arg(fields).ignore();
         pipe.cmd("SADD").arg(keys.topic_nodes(t)).arg(me).ignore();
         pipe.cmd("SADD").arg(keys.node_topics(me)).arg(t).ignore();
-        pipe.cmd("PUBLISH")
-            .arg(keys.channel(t))
-            .arg(Message::Reset { node: me, state }.encode())
-            .ignore();
+        pipe.cmd("PUBLISH").arg(keys.channel(t)).arg(reset).ignore();
     }
     // Nothing to write (no presences, no stale topics): an empty pipeline is an error to the
     // client, which would keep this node dirty and retrying until its first presence.

@@ -10,22 +10,24 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::wire::{NodePresences, Presence, write_diff};
+use rollcall_core::PresenceRef;
+
+use crate::render;
+use crate::wire::{NodePresences, Presence};
 
 /// A change to a topic's view, as received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
-    /// A node's diff, with its rendered payload.
+    /// A node's diff: the presences that joined, the refs that left.
     Diff {
         node: String,
-        joins: Vec<(String, Presence)>,
-        leaves: Vec<(String, Presence)>,
-        payload: String,
+        joins: Vec<Presence>,
+        leaves: Vec<PresenceRef>,
     },
     /// A node's full state of the topic, replacing what was known.
     Reset {
         node: String,
-        presences: Vec<(String, Presence)>,
+        presences: Vec<Presence>,
     },
     /// A node is gone: all its presences leave.
     Gone { node: String },
@@ -110,7 +112,7 @@ impl TopicView {
             let old = self.nodes.get(node);
             for (r, p) in presences {
                 if old.is_none_or(|o| !o.contains_key(r)) {
-                    joins.push(p.clone());
+                    joins.push(p);
                 }
             }
         }
@@ -118,12 +120,13 @@ impl TopicView {
             let now = new.get(node);
             for (r, p) in presences {
                 if now.is_none_or(|n| !n.contains_key(r)) {
-                    leaves.push(p.clone());
+                    leaves.push(p);
                 }
             }
         }
+        let out = render::diff(joins, leaves);
         self.nodes = new;
-        render(&joins, &leaves)
+        out
     }
 
     /// Every remote presence.
@@ -137,69 +140,45 @@ impl TopicView {
     }
 }
 
-fn render(joins: &[Presence], leaves: &[Presence]) -> Option<String> {
-    if joins.is_empty() && leaves.is_empty() {
-        None
-    } else {
-        Some(write_diff(joins, leaves))
-    }
-}
-
-/// Applies one op to `nodes`; returns the payload describing what actually changed.
+/// Applies one op to `nodes`; returns the payload describing what actually changed (a join
+/// already known or a leave of an unknown ref, e.g. replayed after a load, is left out).
 fn apply(nodes: &mut HashMap<String, NodePresences>, op: Op) -> Option<String> {
     match op {
         Op::Diff {
             node,
             joins,
             leaves,
-            payload,
         } => {
-            let (n_joins, n_leaves) = (joins.len(), leaves.len());
             let entry = nodes.entry(node.clone()).or_default();
-            let mut eff_joins = Vec::new();
-            let mut eff_leaves = Vec::new();
-            for (r, p) in joins {
+            let mut joined = Vec::with_capacity(joins.len());
+            for p in joins {
+                let r = p.presence_ref;
                 if let std::collections::btree_map::Entry::Vacant(slot) = entry.entry(r) {
-                    slot.insert(p.clone());
-                    eff_joins.push(p);
+                    slot.insert(p);
+                    joined.push(r);
                 }
             }
-            for (r, p) in leaves {
-                if entry.remove(&r).is_some() {
-                    eff_leaves.push(p);
-                }
-            }
+            let left: Vec<Presence> = leaves.iter().filter_map(|r| entry.remove(r)).collect();
+            let out = render::diff(joined.iter().filter_map(|r| entry.get(r)), &left);
             if entry.is_empty() {
                 nodes.remove(&node);
             }
-            if eff_joins.len() == n_joins && eff_leaves.len() == n_leaves {
-                (n_joins + n_leaves > 0).then_some(payload)
-            } else {
-                render(&eff_joins, &eff_leaves)
-            }
+            out
         }
         Op::Reset { node, presences } => {
-            let new: NodePresences = presences.into_iter().collect();
+            let new: NodePresences = presences.into_iter().map(|p| (p.presence_ref, p)).collect();
             let old = nodes.remove(&node).unwrap_or_default();
-            let joins: Vec<Presence> = new
-                .iter()
-                .filter(|(r, _)| !old.contains_key(*r))
-                .map(|(_, p)| p.clone())
-                .collect();
-            let leaves: Vec<Presence> = old
-                .iter()
-                .filter(|(r, _)| !new.contains_key(*r))
-                .map(|(_, p)| p.clone())
-                .collect();
+            let joins = new.iter().filter(|(r, _)| !old.contains_key(*r));
+            let leaves = old.iter().filter(|(r, _)| !new.contains_key(*r));
+            let out = render::diff(joins.map(|(_, p)| p), leaves.map(|(_, p)| p));
             if !new.is_empty() {
                 nodes.insert(node, new);
             }
-            render(&joins, &leaves)
+            out
         }
         Op::Gone { node } => {
             let old = nodes.remove(&node).unwrap_or_default();
-            let leaves: Vec<Presence> = old.into_values().collect();
-            render(&[], &leaves)
+            render::diff([], old.values())
         }
     }
 }
@@ -208,67 +187,72 @@ fn apply(nodes: &mut HashMap<String, NodePresences>, op: Op) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn p(key: &str, r: &str) -> (String, Presence) {
-        (
-            r.to_string(),
-            Presence {
-                key: key.to_string(),
-                json: format!(r#"{{"phx_ref":"{r}"}}"#).into(),
-            },
-        )
-    }
-
-    fn diff(node: &str, joins: &[(&str, &str)], leaves: &[(&str, &str)]) -> Op {
-        let joins: Vec<_> = joins.iter().map(|(k, r)| p(k, r)).collect();
-        let leaves: Vec<_> = leaves.iter().map(|(k, r)| p(k, r)).collect();
-        let j: Vec<_> = joins.iter().map(|x| x.1.clone()).collect();
-        let l: Vec<_> = leaves.iter().map(|x| x.1.clone()).collect();
-        Op::Diff {
-            node: node.into(),
-            payload: write_diff(&j, &l),
-            joins,
-            leaves,
+    fn p(key: &str, r: u64) -> Presence {
+        Presence {
+            key: key.to_string(),
+            presence_ref: PresenceRef::new(r).unwrap(),
+            prev_ref: None,
+            meta: r#"{"n":1}"#.into(),
         }
     }
 
-    fn refs(v: &TopicView) -> Vec<String> {
-        let mut r: Vec<String> = v.nodes.values().flat_map(|n| n.keys().cloned()).collect();
+    fn diff(node: &str, joins: &[(&str, u64)], leaves: &[u64]) -> Op {
+        Op::Diff {
+            node: node.into(),
+            joins: joins.iter().map(|(k, r)| p(k, *r)).collect(),
+            leaves: leaves
+                .iter()
+                .map(|r| PresenceRef::new(*r).unwrap())
+                .collect(),
+        }
+    }
+
+    fn refs(v: &TopicView) -> Vec<u64> {
+        let mut r: Vec<u64> = v
+            .nodes
+            .values()
+            .flat_map(|n| n.keys().map(|r| r.raw()))
+            .collect();
         r.sort();
         r
     }
 
-    fn snap(entries: &[(&str, &str, &str)]) -> HashMap<String, NodePresences> {
+    fn snap(entries: &[(&str, &str, u64)]) -> HashMap<String, NodePresences> {
         let mut m: HashMap<String, NodePresences> = HashMap::new();
         for (node, key, r) in entries {
-            let (r, pr) = p(key, r);
-            m.entry(node.to_string()).or_default().insert(r, pr);
+            let pr = p(key, *r);
+            m.entry(node.to_string())
+                .or_default()
+                .insert(pr.presence_ref, pr);
         }
         m
     }
 
     #[test]
-    fn a_steady_diff_passes_through_unchanged() {
+    fn a_remote_diff_is_rendered_once_and_a_replayed_join_not_at_all() {
         let mut v = TopicView::default();
-        let op = diff("b", &[("alice", "r1")], &[]);
-        let Op::Diff { payload, .. } = op.clone() else {
-            unreachable!()
-        };
-        assert_eq!(v.handle(op), Some(payload));
-        assert_eq!(refs(&v), ["r1"]);
+        let out = v.handle(diff("b", &[("alice", 1)], &[])).unwrap();
+        let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let r1 = PresenceRef::new(1).unwrap().to_string();
+        assert_eq!(
+            out,
+            serde_json::json!({"joins": {"alice": {"metas": [{"n": 1, "phx_ref": r1}]}}, "leaves": {}})
+        );
+        assert_eq!(refs(&v), [1]);
         // a replayed join is not delivered twice
-        assert_eq!(v.handle(diff("b", &[("alice", "r1")], &[])), None);
+        assert_eq!(v.handle(diff("b", &[("alice", 1)], &[])), None);
     }
 
     #[test]
     fn a_join_and_leave_buffered_during_a_load_leave_no_ghost() {
         let mut v = TopicView::default();
         v.begin_load("t".into(), true);
-        assert_eq!(v.handle(diff("b", &[("alice", "r1")], &[])), None);
-        assert_eq!(v.handle(diff("b", &[], &[("alice", "r1")])), None);
+        assert_eq!(v.handle(diff("b", &[("alice", 1)], &[])), None);
+        assert_eq!(v.handle(diff("b", &[], &[1])), None);
         assert_eq!(v.marker("t", &HashSet::new()), None);
         // the snapshot was read after the leave: r1 is absent; r2 is there
-        let out = v.snapshot("t", snap(&[("b", "bob", "r2")]), &HashSet::new());
-        assert_eq!(refs(&v), ["r2"]);
+        let out = v.snapshot("t", snap(&[("b", "bob", 2)]), &HashSet::new());
+        assert_eq!(refs(&v), [2]);
         let out: serde_json::Value = serde_json::from_str(&out.unwrap()).unwrap();
         assert!(out["joins"]["bob"].is_object());
         assert!(out["leaves"].as_object().unwrap().is_empty());
@@ -278,8 +262,8 @@ mod tests {
     fn a_stale_snapshot_is_corrected_by_buffered_leaves() {
         let mut v = TopicView::default();
         v.begin_load("t".into(), true);
-        v.handle(diff("b", &[], &[("alice", "r1")]));
-        v.snapshot("t", snap(&[("b", "alice", "r1")]), &HashSet::new());
+        v.handle(diff("b", &[], &[1]));
+        v.snapshot("t", snap(&[("b", "alice", 1)]), &HashSet::new());
         assert_eq!(v.marker("t", &HashSet::new()), None);
         assert!(refs(&v).is_empty());
     }
@@ -289,11 +273,7 @@ mod tests {
         let mut v = TopicView::default();
         v.begin_load("1".into(), true);
         v.marker("1", &HashSet::new());
-        v.snapshot(
-            "1",
-            snap(&[("b", "a", "r1"), ("c", "x", "r9")]),
-            &HashSet::new(),
-        );
+        v.snapshot("1", snap(&[("b", "a", 1), ("c", "x", 9)]), &HashSet::new());
         v.begin_load("2".into(), true);
         assert_eq!(
             v.marker("1", &HashSet::new()),
@@ -304,26 +284,26 @@ mod tests {
         let dead: HashSet<String> = ["c".to_string()].into();
         let out = v.snapshot(
             "2",
-            snap(&[("b", "a", "r1"), ("b", "a", "r2"), ("c", "x", "r9")]),
+            snap(&[("b", "a", 1), ("b", "a", 2), ("c", "x", 9)]),
             &dead,
         );
         let out: serde_json::Value = serde_json::from_str(&out.unwrap()).unwrap();
         assert_eq!(out["joins"]["a"]["metas"].as_array().unwrap().len(), 1);
         assert_eq!(out["leaves"]["x"]["metas"].as_array().unwrap().len(), 1);
-        assert_eq!(refs(&v), ["r1", "r2"]);
+        assert_eq!(refs(&v), [1, 2]);
     }
 
     #[test]
     fn a_reset_replaces_and_gone_removes_a_node() {
         let mut v = TopicView::default();
-        v.handle(diff("b", &[("a", "r1"), ("a", "r2")], &[]));
+        v.handle(diff("b", &[("a", 1), ("a", 2)], &[]));
         let out = v.handle(Op::Reset {
             node: "b".into(),
-            presences: vec![p("a", "r2"), p("c", "r3")],
+            presences: vec![p("a", 2), p("c", 3)],
         });
         let out: serde_json::Value = serde_json::from_str(&out.unwrap()).unwrap();
         assert!(out["joins"]["c"].is_object() && out["leaves"]["a"].is_object());
-        assert_eq!(refs(&v), ["r2", "r3"]);
+        assert_eq!(refs(&v), [2, 3]);
         assert!(v.handle(Op::Gone { node: "b".into() }).is_some());
         assert!(
             v.handle(Op::Gone { node: "b".into() }).is_none(),

@@ -355,5 +355,5 @@ fn fan_out_diff(registry: &Registry, metrics: &Metrics, bus: &dyn crate::bus::Bu
         payload,
         None,
     );
-    bus.publish_diff(d, payload);
+    bus.publish_diff(d);
 }

@@ -19,7 +19,7 @@ impl Bus for LocalBus {
 
     fn start(&self, _hub: Weak<Hub>) {}
 
-    fn publish_diff(&self, _diff: &TopicDiff, _payload: &str) {}
+    fn publish_diff(&self, _diff: &TopicDiff) {}
 
     fn publish_broadcast(&self, _topic: &str, _event: &str, _payload: &str) {}
 

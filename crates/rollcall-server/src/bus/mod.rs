@@ -58,8 +58,9 @@ pub(crate) trait Bus: Send + Sync + std::fmt::Debug {
     /// local subscribers through `hub::deliver`.
     fn start(&self, hub: Weak<Hub>);
 
-    /// A local diff, already rendered as its `presence_diff` payload, for the other nodes.
-    fn publish_diff(&self, diff: &TopicDiff, payload: &str);
+    /// A local diff for the other nodes (the backend encodes it in its own format; receiving
+    /// nodes render the client payload themselves).
+    fn publish_diff(&self, diff: &TopicDiff);
 
     /// A broadcast for the other nodes' subscribers of `topic` (fire and forget).
     fn publish_broadcast(&self, topic: &str, event: &str, payload: &str);

@@ -58,8 +58,8 @@ impl Bus for RedisBus {
         );
     }
 
-    fn publish_diff(&self, diff: &TopicDiff, payload: &str) {
-        self.cluster.publish_diff(diff, payload);
+    fn publish_diff(&self, diff: &TopicDiff) {
+        self.cluster.publish_diff(diff);
     }
 
     fn publish_broadcast(&self, topic: &str, event: &str, payload: &str) {
