@@ -137,31 +137,52 @@ fn fields_the_encoder_never_writes_are_refused() {
     assert!(Frame::decode(&e(r(1), Some(r(2)), r#"{"a":1}"#)).is_ok());
 }
 
-/// The same one-join diff (a UUID key, a two-field meta, a node id as the server makes them)
-/// in the text format before version 1 and in version 1. Run with `--nocapture` to see it.
+/// Sizes of the same diffs (a UUID key, a two-field meta, a node id as the server makes them)
+/// in the text format before version 1 (`D <node> <presence_diff JSON>`) and in version 1:
+/// a join, an update (join with `phx_ref_prev` plus the leave), a leave. Run with
+/// `--nocapture` to see them.
 #[test]
-fn a_one_join_diff_is_smaller_than_its_client_json() {
+fn diffs_are_smaller_than_their_client_json() {
     let Frame::Diff { node, joins, .. } = one_join() else {
         unreachable!()
     };
-    let j = joins[0];
-    let diff = Diff {
-        joins: vec![DiffEntry {
-            key: Key::new(j.key),
-            presence: PresenceView {
-                presence_ref: j.presence_ref,
-                prev_ref: None,
-                meta: Meta::parse(j.meta).unwrap(),
-            },
-        }],
-        leaves: vec![],
+    let join = joins[0];
+    let update = Entry {
+        presence_ref: r(join.presence_ref.raw() + 1),
+        prev_ref: Some(join.presence_ref),
+        ..join
     };
-    let mut payload = Vec::new();
-    diff.write_json(&mut payload);
-    let before = format!("D {node} {}", std::str::from_utf8(&payload).unwrap()).len();
-    let after = one_join().encode().len();
-    eprintln!("one-join diff message: {before} bytes as text JSON, {after} bytes in version 1");
-    assert!(after < before);
+    let cases = [
+        ("join", vec![join], vec![]),
+        ("update", vec![update], vec![join]),
+        ("leave", vec![], vec![join]),
+    ];
+    let core = |e: &Entry<'_>| DiffEntry {
+        key: Key::new(e.key),
+        presence: PresenceView {
+            presence_ref: e.presence_ref,
+            prev_ref: e.prev_ref,
+            meta: Meta::parse(e.meta).unwrap(),
+        },
+    };
+    for (name, joins, leaves) in cases {
+        let diff = Diff {
+            joins: joins.iter().map(core).collect(),
+            leaves: leaves.iter().map(core).collect(),
+        };
+        let mut payload = Vec::new();
+        diff.write_json(&mut payload);
+        let before = format!("D {node} {}", std::str::from_utf8(&payload).unwrap()).len();
+        let after = Frame::Diff {
+            node,
+            joins,
+            leaves,
+        }
+        .encode()
+        .len();
+        eprintln!("{name} diff message: {before} bytes as text JSON, {after} in version 1");
+        assert!(after < before);
+    }
 }
 
 fn text() -> impl Strategy<Value = String> {
