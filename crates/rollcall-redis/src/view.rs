@@ -58,7 +58,7 @@ impl TopicView {
             l.buffer.push(op);
             return None;
         }
-        apply(&mut self.nodes, op)
+        apply(&mut self.nodes, op, true)
     }
 
     /// Starts (or restarts) a load identified by `token`. `fresh` drops messages buffered by
@@ -104,7 +104,8 @@ impl TopicView {
         let mut new = l.snapshot.expect("checked above");
         new.retain(|node, _| !dead.contains(node));
         for op in l.buffer {
-            apply(&mut new, op);
+            // Not reported one by one: the load reports old view → final view as one diff.
+            apply(&mut new, op, false);
         }
         let mut joins = Vec::new();
         let mut leaves = Vec::new();
@@ -140,9 +141,10 @@ impl TopicView {
     }
 }
 
-/// Applies one op to `nodes`; returns the payload describing what actually changed (a join
-/// already known or a leave of an unknown ref, e.g. replayed after a load, is left out).
-fn apply(nodes: &mut HashMap<String, NodePresences>, op: Op) -> Option<String> {
+/// Applies one op to `nodes`; with `report`, returns the payload describing what actually
+/// changed (a join already known or a leave of an unknown ref, e.g. replayed after a load, is
+/// left out).
+fn apply(nodes: &mut HashMap<String, NodePresences>, op: Op, report: bool) -> Option<String> {
     match op {
         Op::Diff {
             node,
@@ -159,7 +161,9 @@ fn apply(nodes: &mut HashMap<String, NodePresences>, op: Op) -> Option<String> {
                 }
             }
             let left: Vec<Presence> = leaves.iter().filter_map(|r| entry.remove(r)).collect();
-            let out = render::diff(joined.iter().filter_map(|r| entry.get(r)), &left);
+            let out = report
+                .then(|| render::diff(joined.iter().filter_map(|r| entry.get(r)), &left))
+                .flatten();
             if entry.is_empty() {
                 nodes.remove(&node);
             }
@@ -170,7 +174,9 @@ fn apply(nodes: &mut HashMap<String, NodePresences>, op: Op) -> Option<String> {
             let old = nodes.remove(&node).unwrap_or_default();
             let joins = new.iter().filter(|(r, _)| !old.contains_key(*r));
             let leaves = old.iter().filter(|(r, _)| !new.contains_key(*r));
-            let out = render::diff(joins.map(|(_, p)| p), leaves.map(|(_, p)| p));
+            let out = report
+                .then(|| render::diff(joins.map(|(_, p)| p), leaves.map(|(_, p)| p)))
+                .flatten();
             if !new.is_empty() {
                 nodes.insert(node, new);
             }
@@ -178,7 +184,7 @@ fn apply(nodes: &mut HashMap<String, NodePresences>, op: Op) -> Option<String> {
         }
         Op::Gone { node } => {
             let old = nodes.remove(&node).unwrap_or_default();
-            render::diff([], old.values())
+            report.then(|| render::diff([], old.values())).flatten()
         }
     }
 }
