@@ -117,9 +117,7 @@ impl Cluster {
     pub(crate) fn node_up(&self, node: &str) {
         lock(&self.views).dead.remove(node);
     }
-}
 
-impl Cluster {
     /// Counts a message or stored value this node cannot read. An unknown version means a
     /// node of another release shares the prefix (a rolling upgrade, or a mix-up): warned at
     /// the 1st, 2nd, 4th, 8th.. refusal, so the log shows it without flooding.
