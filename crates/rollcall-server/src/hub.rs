@@ -341,8 +341,10 @@ pub(crate) fn deliver(
     reached
 }
 
-/// A diff from the engine's sink: rendered once, then to local subscribers and (in cluster
-/// mode) to the other nodes, in the order the engine produced it.
+/// A diff from the engine's sink, in the order the engine produced it: its `presence_diff`
+/// payload rendered once for the local subscribers (each frame encoded once per serializer),
+/// and the diff itself to the bus, which carries it to the other nodes in the node-to-node
+/// format (docs/clustering.md).
 fn fan_out_diff(registry: &Registry, metrics: &Metrics, bus: &dyn crate::bus::Bus, d: &TopicDiff) {
     let mut payload = Vec::with_capacity(128);
     d.diff.write_json(&mut payload);
