@@ -14,7 +14,7 @@
 //! # Layout
 //! - [`opts`]: options, room layout, each worker's share
 //! - [`worker`]: the connections of one worker
-//! - [`run`]: the coordinator and the summary
+//! - [`run`](mod@run): the coordinator and the summary
 //! - [`probe`]: /proc, Redis `INFO`, dates
 //! - [`report`]: the Markdown tables and plots
 

@@ -25,6 +25,8 @@ use crate::persist::LoginDurability;
     version,
     about = "Presence server speaking the Supabase Realtime protocol"
 )]
+// The field docs are also `--help` text, whose `[default: …]` notes are not intra-doc links.
+#[allow(rustdoc::broken_intra_doc_links)]
 pub struct Settings {
     /// TOML file with any of the settings below (flags and env vars override it).
     #[arg(long, env = "ROLLCALL_CONFIG")]
