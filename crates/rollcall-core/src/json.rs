@@ -24,22 +24,46 @@ pub(crate) fn write_parts(
     presence_ref: PresenceRef,
     prev_ref: Option<PresenceRef>,
 ) {
+    write_presence_with(meta.members(), presence_ref, prev_ref, |s| {
+        out.extend_from_slice(s.as_bytes())
+    });
+}
+
+/// [`write_presence`] into a `String`, from a meta object's members (its text between the
+/// braces) and the refs: for adapters that hold metas as text of their own (e.g. presences of
+/// other nodes), so every presence on the wire is rendered by this one function.
+pub fn write_presence_text(
+    out: &mut String,
+    meta_members: &str,
+    presence_ref: PresenceRef,
+    prev_ref: Option<PresenceRef>,
+) {
+    write_presence_with(meta_members, presence_ref, prev_ref, |s| out.push_str(s));
+}
+
+/// The one renderer of a presence object: `{<members>,"phx_ref":"..","phx_ref_prev":".."}`,
+/// handed out in pieces.
+fn write_presence_with(
+    members: &str,
+    presence_ref: PresenceRef,
+    prev_ref: Option<PresenceRef>,
+    mut push: impl FnMut(&str),
+) {
     let mut buf = [0u8; PRESENCE_REF_LEN];
-    out.push(b'{');
-    let members = meta.members();
-    out.extend_from_slice(members.as_bytes());
+    push("{");
+    push(members);
     if !members.is_empty() {
-        out.push(b',');
+        push(",");
     }
-    out.extend_from_slice(b"\"phx_ref\":\"");
-    out.extend_from_slice(presence_ref.encode(&mut buf).as_bytes());
-    out.push(b'"');
+    push("\"phx_ref\":\"");
+    push(presence_ref.encode(&mut buf));
+    push("\"");
     if let Some(prev) = prev_ref {
-        out.extend_from_slice(b",\"phx_ref_prev\":\"");
-        out.extend_from_slice(prev.encode(&mut buf).as_bytes());
-        out.push(b'"');
+        push(",\"phx_ref_prev\":\"");
+        push(prev.encode(&mut buf));
+        push("\"");
     }
-    out.push(b'}');
+    push("}");
 }
 
 /// Writes `{"key":{"metas":[...]},...}` for keys given in order, each with its presences.

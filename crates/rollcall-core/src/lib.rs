@@ -77,7 +77,7 @@ pub use diff::{Diff, DiffEntry, PresenceView};
 pub use engine::{DiffSink, Engine, Stats, Tracked};
 pub use error::{ConfigError, ConnectError, MetaError, QueryError, TrackError};
 pub use ids::{ConnId, Key, PRESENCE_REF_LEN, PresenceRef, Topic, WatchId};
-pub use json::{write_presence, write_state};
+pub use json::{write_presence, write_presence_text, write_state};
 pub use meta::Meta;
 pub use output::{KeyStatus, LeaveReason, Outputs, Status, StatusEvent, TopicDiff, WatchEvent};
 pub use table::TrackChange;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use rollcall_core::{Key, PRESENCE_REF_LEN, PresenceView, write_presence};
+use rollcall_core::{Key, PresenceView, write_presence, write_presence_text};
 
 use crate::wire::Presence;
 
@@ -25,25 +25,11 @@ impl MetaJson for &str {
     }
 }
 
-/// Writes one presence: the meta's members, then `phx_ref` and `phx_ref_prev`.
+/// Writes one presence as the client sees it (the core's renderer, on the meta's text).
 fn write_remote(out: &mut String, p: &Presence) {
-    let mut buf = [0u8; PRESENCE_REF_LEN];
     // The decoder checked the braces; `get` keeps a value that skipped it from panicking.
     let members = p.meta.get(1..p.meta.len().saturating_sub(1)).unwrap_or("");
-    out.push('{');
-    out.push_str(members);
-    if !members.is_empty() {
-        out.push(',');
-    }
-    out.push_str("\"phx_ref\":\"");
-    out.push_str(p.presence_ref.encode(&mut buf));
-    out.push('"');
-    if let Some(prev) = p.prev_ref {
-        out.push_str(",\"phx_ref_prev\":\"");
-        out.push_str(prev.encode(&mut buf));
-        out.push('"');
-    }
-    out.push('}');
+    write_presence_text(out, members, p.presence_ref, p.prev_ref);
 }
 
 /// One presence's JSON, as the client sees it.
