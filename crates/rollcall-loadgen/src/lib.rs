@@ -8,6 +8,9 @@
 //! merged across workers. The coordinator reads the servers' RSS and CPU from /proc and, with
 //! `--redis-url`, Redis' command counter, and prints a JSON [`Summary`].
 //!
+//! `rollcall-loadgen versus` runs the seed's socket.io baseline and Rollcall one after the
+//! other under the same load and prints the per-connection ratios.
+//!
 //! `rollcall-loadgen report` turns `docs/results/*.json` into `docs/benchmarks-load.md` and
 //! its PNG plots.
 //!
@@ -17,11 +20,13 @@
 //! - [`run`](mod@run): the coordinator and the summary
 //! - [`probe`]: /proc, Redis `INFO`, dates
 //! - [`report`]: the Markdown tables and plots
+//! - [`versus`]: the socket.io baseline and Rollcall under the same load, with ratios
 
 pub mod opts;
 pub mod probe;
 pub mod report;
 pub mod run;
+pub mod versus;
 pub mod worker;
 
 pub use opts::RunArgs;

@@ -25,6 +25,8 @@ enum Cmd {
         #[arg(long, default_value = "docs/benchmarks-load.md")]
         out: PathBuf,
     },
+    /// Runs the socket.io baseline and Rollcall under the same load, prints the ratios.
+    Versus(Box<rollcall_loadgen::versus::VersusArgs>),
     /// Internal: one worker process, driven over stdin/stdout by `run`.
     #[command(hide = true)]
     Worker {
@@ -39,6 +41,9 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Run(args) => {
             let s = run(*args, Mode::Processes).await?;
             println!("{}", serde_json::to_string_pretty(&s)?);
+        }
+        Cmd::Versus(args) => {
+            rollcall_loadgen::versus::versus(*args).await?;
         }
         Cmd::Report { results, out } => report::write(&results, &out)?,
         Cmd::Worker { plan } => rollcall_loadgen::run::worker_main(&plan).await?,

@@ -11,7 +11,8 @@ use plotters::prelude::*;
 
 use crate::run::Summary;
 
-const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+/// The labels' font (Debian's `fonts-dejavu-core`).
+pub const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 /// Writes the report for the results in `dir` to `out`, plots under `img/` beside `out`.
 ///
@@ -20,24 +21,37 @@ const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 pub fn write(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let runs = load(dir)?;
     let img_dir = out.parent().unwrap_or(Path::new(".")).join("img");
-    let plots = match std::fs::read(FONT) {
-        Ok(font) => {
-            let font: &'static [u8] = Box::leak(font.into_boxed_slice());
-            plotters::style::register_font("sans-serif", FontStyle::Normal, font)
-                .map_err(|_| anyhow::anyhow!("bad font {FONT}"))?;
+    let plots = match register_font() {
+        Ok(()) => {
             std::fs::create_dir_all(&img_dir)?;
             memory_plot(&runs, &img_dir.join("load-memory.png"))?;
             latency_plot(&runs, &img_dir.join("load-latency.png"))?;
             true
         }
-        Err(_) => {
-            eprintln!("no font at {FONT}: plots skipped");
+        Err(e) => {
+            eprintln!("{e}: plots skipped");
             false
         }
     };
     std::fs::write(out, markdown(&runs, plots))?;
     eprintln!("wrote {} ({} runs)", out.display(), runs.len());
     Ok(())
+}
+
+/// Registers the labels' font with plotters (once per process; later calls do nothing).
+///
+/// # Errors
+/// No readable TrueType font at [`FONT`]'s path.
+pub fn register_font() -> anyhow::Result<()> {
+    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let font = std::fs::read(FONT).map_err(|e| format!("no font at {FONT}: {e}"))?;
+        let font: &'static [u8] = Box::leak(font.into_boxed_slice());
+        plotters::style::register_font("sans-serif", FontStyle::Normal, font)
+            .map_err(|_| format!("bad font {FONT}"))
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
 }
 
 /// Every `*.json` in `dir`, sorted by label.

@@ -44,7 +44,7 @@ mod vsn;
 pub use codec::{
     FrameKind, Inbound, Payload, UserBroadcastBody, decode_binary, decode_server_binary,
     decode_text, encode_broadcast, encode_channel_error, encode_close, encode_message, encode_push,
-    encode_reply, encode_user_broadcast,
+    encode_reply, encode_user_broadcast, plain_heartbeat_ref,
 };
 pub use error::{
     BroadcastError, DecodeError, EncodeError, Field, JoinError, PresenceError, VsnError,

@@ -15,6 +15,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use rollcall_core::LeaveReason;
 use rollcall_phoenix::Vsn;
@@ -107,36 +108,51 @@ pub(crate) async fn upgrade(
         .on_upgrade(move |socket| run(socket, hub, vsn, apikey, state.shutdown))
 }
 
-async fn run(
+/// Sets a socket up synchronously, then returns the task that serves it. The task is the
+/// connection's largest allocation, so it holds only the split socket's two halves (the
+/// socket itself sits behind their shared lock), the drop guard and the shutdown signal:
+/// nothing used only during set-up.
+fn run(
     socket: WebSocket,
     hub: Arc<Hub>,
     vsn: Vsn,
     apikey: Option<(String, Option<Claims>)>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+    shutdown: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
     let conn = hub.next_conn_id();
     let (outbox, ctl) = Outbox::new(hub.cfg.outbound_queue, hub.cfg.limits.outbound_queue_bytes);
-    if hub.engine.connect(conn, hub.now()).is_err() {
-        return; // ids are unique; unreachable in practice
+    let registered = hub.engine.connect(conn, hub.now()).is_ok();
+    let guard = registered.then(|| {
+        let session = Session::new(hub.clone(), conn, vsn, outbox, apikey, hub.now());
+        SocketGuard::register(hub.clone(), conn, ctl, session)
+    });
+    let (sink, stream) = socket.split();
+    async move {
+        // Ids are unique, so `connect` cannot fail in practice; without a guard the socket
+        // is simply dropped.
+        let Some(mut guard) = guard else { return };
+        let mut shutdown = shutdown;
+        Metrics::inc(&guard.session.hub().metrics.connections_total);
+        tracing::debug!(conn = conn.0, ?vsn, "connected");
+        let SocketGuard { session, ctl, .. } = &mut guard;
+        let reason = drive(sink, stream, session, ctl, &mut shutdown).await;
+        guard.reason = reason;
+        // `guard` drops here and releases everything the socket held.
     }
-    let session = Session::new(hub.clone(), conn, vsn, outbox, apikey, hub.now());
-    let mut guard = SocketGuard::register(hub.clone(), conn, ctl, session);
-    Metrics::inc(&hub.metrics.connections_total);
-    tracing::debug!(conn = conn.0, ?vsn, "connected");
-    guard.reason = drive(socket, &mut guard.session, &guard.ctl, &mut shutdown).await;
-    // `guard` drops here and releases everything the socket held.
 }
 
 async fn drive(
-    socket: WebSocket,
+    mut sink: Sink,
+    mut stream: SplitStream<WebSocket>,
     session: &mut Session,
     ctl: &ConnCtl,
     shutdown: &mut watch::Receiver<bool>,
 ) -> LeaveReason {
-    let (mut sink, mut stream) = socket.split();
     if *shutdown.borrow() {
         return LeaveReason::Shutdown;
     }
+    // The close and drain paths below are boxed: they run once, at the end, and kept inline
+    // they would make every idle connection's task bigger.
     let clock = session.hub().clock.clone();
     loop {
         // The session's next timer (join timeout, token expiry) as a runtime deadline.
@@ -146,13 +162,13 @@ async fn drive(
             why = ctl.killed() => Err(why),
             _ = shutdown.changed() => {
                 session.close_all_channels();
-                let _ = tokio::time::timeout(Duration::from_millis(500), drain(&mut sink, ctl)).await;
-                close(&mut sink, 1001, "server shutting down", 500).await;
+                let _ = Box::pin(tokio::time::timeout(Duration::from_millis(500), drain(&mut sink, ctl))).await;
+                Box::pin(close(&mut sink, 1001, "server shutting down", 500)).await;
                 return LeaveReason::Shutdown;
             }
             _ = sleep_until(timer), if timer.is_some() => {
                 if let Some(c) = session.handle_timeout(clock.now()) {
-                    close(&mut sink, c.code, c.reason, 200).await;
+                    Box::pin(close(&mut sink, c.code, c.reason, 200)).await;
                     return LeaveReason::Closed;
                 }
                 Ok(true)
@@ -176,7 +192,7 @@ async fn drive(
                         let verdict = ReadError::of(&e);
                         session.hub().metrics.error(verdict.metric());
                         if let Some((code, reason)) = verdict.close_frame() {
-                            close(&mut sink, code, reason, 200).await;
+                            Box::pin(close(&mut sink, code, reason, 200)).await;
                         }
                         return LeaveReason::Closed;
                     }
@@ -197,20 +213,19 @@ async fn drive(
                     ),
                     KillReason::JoinRate => {
                         // Let the error reply out first.
-                        let _ =
-                            tokio::time::timeout(Duration::from_millis(200), drain(&mut sink, ctl))
-                                .await;
+                        let wait = Duration::from_millis(200);
+                        let _ = Box::pin(tokio::time::timeout(wait, drain(&mut sink, ctl))).await;
                         (1008, "Too many joins per second", LeaveReason::Closed)
                     }
                 };
-                close(&mut sink, code, text, 100).await;
+                Box::pin(close(&mut sink, code, text, 100)).await;
                 return reason;
             }
         }
     }
 }
 
-type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+type Sink = SplitSink<WebSocket, Message>;
 
 /// Writes `first` and everything already queued, then flushes once. False on a socket error.
 async fn write_batch(sink: &mut Sink, first: Message, ctl: &ConnCtl) -> bool {

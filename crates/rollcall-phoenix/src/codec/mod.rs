@@ -6,6 +6,7 @@
 
 mod binary;
 mod encode;
+mod heartbeat;
 mod v1;
 mod v2;
 
@@ -17,6 +18,7 @@ pub use encode::{
     encode_broadcast, encode_channel_error, encode_close, encode_message, encode_push,
     encode_reply, encode_user_broadcast,
 };
+pub use heartbeat::plain_heartbeat_ref;
 
 use crate::json::{self, Kind};
 use crate::{DecodeError, Field, Vsn};

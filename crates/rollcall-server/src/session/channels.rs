@@ -26,6 +26,9 @@ impl Channels {
     /// Adds a channel; the caller has removed any channel of the same topic first.
     pub(super) fn insert(&mut self, topic: String, channel: Channel) {
         debug_assert!(!self.contains_key(&topic));
+        // Exact growth: most sockets join one or two channels, and the default first
+        // capacity (4 entries) would hold ~400 unused bytes on every one of them.
+        self.0.reserve_exact(1);
         self.0.push((topic, channel));
     }
 

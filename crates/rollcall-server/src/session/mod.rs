@@ -25,7 +25,8 @@ use std::sync::atomic::Ordering;
 
 use rollcall_core::{ConnId, Key, LeaveReason, Millis, Outputs, Topic, WatchId};
 use rollcall_phoenix::{
-    Inbound, Vsn, decode_binary, decode_text, encode_close, encode_push, encode_reply, event, reply,
+    Inbound, Vsn, decode_binary, decode_text, encode_close, encode_push, encode_reply, event,
+    plain_heartbeat_ref, reply,
 };
 
 use crate::auth::Claims;
@@ -111,6 +112,10 @@ impl Session {
     pub fn handle_text(&mut self, now: Millis, text: &str) {
         self.touch(now);
         Metrics::inc(&self.hub.metrics.messages_in);
+        // Most frames are heartbeats in realtime-js' exact shape: no JSON decode for those.
+        if let Some(msg_ref) = plain_heartbeat_ref(self.vsn, text) {
+            return self.heartbeat(None, Some(msg_ref));
+        }
         match decode_text(self.vsn, text) {
             Ok(msg) => self.dispatch(msg),
             Err(e) => self.malformed(&e.to_string()),
@@ -209,20 +214,35 @@ impl Session {
         );
     }
 
+    /// Answers a heartbeat (liveness was already refreshed by the frame's arrival).
+    fn heartbeat(&mut self, join_ref: Option<&str>, msg_ref: Option<&str>) {
+        // Heartbeats have their own, smaller budget: a client sends one every 25 s.
+        let max = self.hub.cfg.limits.max_heartbeats_per_second;
+        let now = self.now;
+        let topic = event::PHOENIX_TOPIC;
+        if !self
+            .heartbeats
+            .allow(now, rollcall_core::Millis::from_secs(1), max)
+        {
+            let why = Refusal::HeartbeatRate;
+            self.hub.metrics.error(why.metric());
+            let body = reply::error_reason(&why.reason());
+            return self.reply(join_ref, msg_ref, topic, reply::STATUS_ERROR, &body);
+        }
+        Metrics::inc(&self.hub.metrics.heartbeats);
+        self.reply(
+            join_ref,
+            msg_ref,
+            topic,
+            reply::STATUS_OK,
+            reply::ok_empty(),
+        );
+    }
+
     fn dispatch(&mut self, msg: Inbound<'_>) {
         tracing::trace!(conn = self.conn.0, topic = %msg.topic, event = %msg.event, "inbound");
         if msg.topic == event::PHOENIX_TOPIC && msg.event == event::HEARTBEAT {
-            // Heartbeats have their own, smaller budget: a client sends one every 25 s.
-            let max = self.hub.cfg.limits.max_heartbeats_per_second;
-            let now = self.now;
-            if !self
-                .heartbeats
-                .allow(now, rollcall_core::Millis::from_secs(1), max)
-            {
-                return self.error(&msg, Refusal::HeartbeatRate);
-            }
-            Metrics::inc(&self.hub.metrics.heartbeats);
-            return self.ok(&msg, reply::ok_empty());
+            return self.heartbeat(msg.join_ref.as_deref(), msg.msg_ref.as_deref());
         }
         if !self.allow_event() {
             if self.channels.contains_key(&msg.topic) {

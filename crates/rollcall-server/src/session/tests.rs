@@ -118,6 +118,27 @@ fn heartbeats_have_their_own_budget() {
 }
 
 #[test]
+fn heartbeats_in_any_spelling_get_the_same_answer_and_share_one_budget() {
+    let mut s = Socket::open(|c| c.limits.max_heartbeats_per_second = 2);
+    // The canonical bytes (the fast path) and a spelling only the full decoder reads.
+    s.send(0, json!([null, "1", "phoenix", "heartbeat", {}]));
+    let now = s.at(10);
+    s.session
+        .handle_text(now, r#"[ null , "2" , "phoenix" , "heartbeat" , { } ]"#);
+    let frames = s.frames();
+    assert_eq!(
+        frames,
+        [
+            json!([null, "1", "phoenix", "phx_reply", {"status": "ok", "response": {}}]),
+            json!([null, "2", "phoenix", "phx_reply", {"status": "ok", "response": {}}]),
+        ]
+    );
+    s.send(20, json!([null, "3", "phoenix", "heartbeat", {}]));
+    assert_eq!(s.reply("3").1, reply::CLIENT_HEARTBEAT_RATE_LIMIT_REACHED);
+    assert_eq!(s.hub.metrics.errors_of("heartbeats_rate"), 1);
+}
+
+#[test]
 fn a_socket_that_joins_nothing_is_closed_exactly_at_join_timeout() {
     let mut s = Socket::open(|c| c.limits.join_timeout = Millis(5_000));
     assert_eq!(s.session.poll_timeout(), Some(Millis(5_000)));
