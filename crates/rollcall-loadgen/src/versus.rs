@@ -62,7 +62,7 @@ pub struct VersusArgs {
     /// Redis for the baseline (its `presence:*` keys are deleted after every size).
     #[arg(long, default_value = "127.0.0.1:6379")]
     pub redis: String,
-    /// Write the figures here as JSON.
+    /// Write the figures here as JSON (not under `docs/results/`, which holds `run` summaries).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Plot RSS and CPU per connection against the connection count here (PNG).
