@@ -5,7 +5,7 @@
 //!
 //! Both servers are started fresh for every size and killed afterwards; their figures are read
 //! from `/proc/<pid>` (the baseline's Redis CPU is not counted, Rollcall's SQLite write-behind
-//! is). The baseline is loaded by its own `load.mjs`; Rollcall by [`crate::run`] with the same
+//! is). The baseline is loaded by its own `load.mjs`; Rollcall by [`crate::run()`] with the same
 //! shape (connections, rooms, one track each, heartbeat period, steady duration).
 
 use std::net::SocketAddr;
