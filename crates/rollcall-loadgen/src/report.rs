@@ -308,7 +308,8 @@ fn latency_plot(runs: &[Summary], path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn plot_err(e: impl std::fmt::Display) -> anyhow::Error {
+/// A plotters error as an `anyhow` error.
+pub(crate) fn plot_err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("plot: {e}")
 }
 

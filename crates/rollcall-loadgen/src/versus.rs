@@ -17,6 +17,7 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::opts::{RunArgs, parse_duration};
+use crate::report::plot_err;
 use crate::run::{Mode, run};
 
 /// Options of `rollcall-loadgen versus`.
@@ -356,9 +357,8 @@ async fn rollcall_side(args: &VersusArgs, bin: &Path, n: usize) -> anyhow::Resul
 
 /// Three panels (RSS, connect CPU, heartbeat CPU per connection) against connections.
 fn plot_versus(r: &Report, path: &Path) -> anyhow::Result<()> {
-    let plot_err = |e: &dyn std::fmt::Display| anyhow::anyhow!("plot: {e}");
     let root = BitMapBackend::new(path, (1500, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(&e))?;
+    root.fill(&WHITE).map_err(plot_err)?;
     let panels = root.split_evenly((1, 3));
     type Pick = fn(&Side) -> f64;
     let figures: [(&str, &str, Pick); 3] = [
@@ -382,34 +382,34 @@ fn plot_versus(r: &Report, path: &Path) -> anyhow::Result<()> {
             .x_label_area_size(40)
             .y_label_area_size(55)
             .build_cartesian_2d(0.0..xmax, 0.0..ymax)
-            .map_err(|e| plot_err(&e))?;
+            .map_err(plot_err)?;
         chart
             .configure_mesh()
             .x_desc("connections")
             .y_desc(unit)
             .draw()
-            .map_err(|e| plot_err(&e))?;
+            .map_err(plot_err)?;
         for (name, color, side) in [
             (
                 "socket.io + ioredis",
                 RED,
-                (|w: &Row| w.socketio.clone()) as fn(&Row) -> Side,
+                (|w| &w.socketio) as fn(&Row) -> &Side,
             ),
-            ("Rollcall", BLUE, |w: &Row| w.rollcall.clone()),
+            ("Rollcall", BLUE, |w| &w.rollcall),
         ] {
             let pts: Vec<(f64, f64)> = r
                 .rows
                 .iter()
-                .map(|w| (w.connections as f64, pick(&side(w))))
+                .map(|w| (w.connections as f64, pick(side(w))))
                 .collect();
             chart
                 .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
-                .map_err(|e| plot_err(&e))?
+                .map_err(plot_err)?
                 .label(name)
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color));
             chart
                 .draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled())))
-                .map_err(|e| plot_err(&e))?;
+                .map_err(plot_err)?;
         }
         chart
             .configure_series_labels()
@@ -417,9 +417,9 @@ fn plot_versus(r: &Report, path: &Path) -> anyhow::Result<()> {
             .border_style(BLACK)
             .position(SeriesLabelPosition::UpperRight)
             .draw()
-            .map_err(|e| plot_err(&e))?;
+            .map_err(plot_err)?;
     }
-    root.present().map_err(|e| plot_err(&e))?;
+    root.present().map_err(plot_err)?;
     Ok(())
 }
 

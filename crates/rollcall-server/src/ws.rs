@@ -15,6 +15,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use rollcall_core::LeaveReason;
@@ -151,8 +152,6 @@ async fn drive(
     if *shutdown.borrow() {
         return LeaveReason::Shutdown;
     }
-    // The close and drain paths below are boxed: they run once, at the end, and kept inline
-    // they would make every idle connection's task bigger.
     let clock = session.hub().clock.clone();
     loop {
         // The session's next timer (join timeout, token expiry) as a runtime deadline.
@@ -162,13 +161,13 @@ async fn drive(
             why = ctl.killed() => Err(why),
             _ = shutdown.changed() => {
                 session.close_all_channels();
-                let _ = Box::pin(tokio::time::timeout(Duration::from_millis(500), drain(&mut sink, ctl))).await;
-                Box::pin(close(&mut sink, 1001, "server shutting down", 500)).await;
+                drain(&mut sink, ctl, 500).await;
+                close(&mut sink, 1001, "server shutting down", 500).await;
                 return LeaveReason::Shutdown;
             }
             _ = sleep_until(timer), if timer.is_some() => {
                 if let Some(c) = session.handle_timeout(clock.now()) {
-                    Box::pin(close(&mut sink, c.code, c.reason, 200)).await;
+                    close(&mut sink, c.code, c.reason, 200).await;
                     return LeaveReason::Closed;
                 }
                 Ok(true)
@@ -192,7 +191,7 @@ async fn drive(
                         let verdict = ReadError::of(&e);
                         session.hub().metrics.error(verdict.metric());
                         if let Some((code, reason)) = verdict.close_frame() {
-                            Box::pin(close(&mut sink, code, reason, 200)).await;
+                            close(&mut sink, code, reason, 200).await;
                         }
                         return LeaveReason::Closed;
                     }
@@ -213,12 +212,11 @@ async fn drive(
                     ),
                     KillReason::JoinRate => {
                         // Let the error reply out first.
-                        let wait = Duration::from_millis(200);
-                        let _ = Box::pin(tokio::time::timeout(wait, drain(&mut sink, ctl))).await;
+                        drain(&mut sink, ctl, 200).await;
                         (1008, "Too many joins per second", LeaveReason::Closed)
                     }
                 };
-                Box::pin(close(&mut sink, code, text, 100)).await;
+                close(&mut sink, code, text, 100).await;
                 return reason;
             }
         }
@@ -241,20 +239,33 @@ async fn write_batch(sink: &mut Sink, first: Message, ctl: &ConnCtl) -> bool {
     sink.flush().await.is_ok()
 }
 
-/// Writes whatever is queued (used before a deliberate close).
-async fn drain(sink: &mut Sink, ctl: &ConnCtl) {
-    if let Some(first) = ctl.try_recv() {
-        write_batch(sink, first, ctl).await;
-    }
+// `drain` and `close` run once, at a socket's end. Their futures are boxed so that they do
+// not enlarge every connection's task, which is sized for its largest await.
+
+/// Writes whatever is queued, for at most `wait_ms` (used before a deliberate close).
+fn drain<'a>(sink: &'a mut Sink, ctl: &'a ConnCtl, wait_ms: u64) -> BoxFuture<'a, ()> {
+    Box::pin(async move {
+        if let Some(first) = ctl.try_recv() {
+            let wait = Duration::from_millis(wait_ms);
+            let _ = tokio::time::timeout(wait, write_batch(sink, first, ctl)).await;
+        }
+    })
 }
 
 /// Sends a close frame, waiting at most `wait_ms` (the peer may not be reading).
-async fn close(sink: &mut Sink, code: u16, reason: &'static str, wait_ms: u64) {
-    let frame = Message::Close(Some(CloseFrame {
-        code,
-        reason: reason.into(),
-    }));
-    let _ = tokio::time::timeout(Duration::from_millis(wait_ms), sink.send(frame)).await;
+fn close<'a>(
+    sink: &'a mut Sink,
+    code: u16,
+    reason: &'static str,
+    wait_ms: u64,
+) -> BoxFuture<'a, ()> {
+    Box::pin(async move {
+        let frame = Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }));
+        let _ = tokio::time::timeout(Duration::from_millis(wait_ms), sink.send(frame)).await;
+    })
 }
 
 /// Sleeps until `deadline` (the select branch is disabled when there is none).

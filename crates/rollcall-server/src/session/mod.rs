@@ -194,14 +194,15 @@ impl Session {
     }
 
     fn error(&self, msg: &Inbound<'_>, why: Refusal) {
+        let (join_ref, msg_ref) = (msg.join_ref.as_deref(), msg.msg_ref.as_deref());
+        self.refuse(join_ref, msg_ref, &msg.topic, why);
+    }
+
+    /// Counts `why` and answers the message with its error reply.
+    fn refuse(&self, join_ref: Option<&str>, msg_ref: Option<&str>, topic: &str, why: Refusal) {
         self.hub.metrics.error(why.metric());
-        self.reply(
-            msg.join_ref.as_deref(),
-            msg.msg_ref.as_deref(),
-            &msg.topic,
-            reply::STATUS_ERROR,
-            &reply::error_reason(&why.reason()),
-        );
+        let body = reply::error_reason(&why.reason());
+        self.reply(join_ref, msg_ref, topic, reply::STATUS_ERROR, &body);
     }
 
     fn ok(&self, msg: &Inbound<'_>, response: &str) {
@@ -224,10 +225,7 @@ impl Session {
             .heartbeats
             .allow(now, rollcall_core::Millis::from_secs(1), max)
         {
-            let why = Refusal::HeartbeatRate;
-            self.hub.metrics.error(why.metric());
-            let body = reply::error_reason(&why.reason());
-            return self.reply(join_ref, msg_ref, topic, reply::STATUS_ERROR, &body);
+            return self.refuse(join_ref, msg_ref, topic, Refusal::HeartbeatRate);
         }
         Metrics::inc(&self.hub.metrics.heartbeats);
         self.reply(
