@@ -427,9 +427,13 @@ impl Engine {
 
     /// The earliest time [`Engine::tick`] has work, if any timer is armed.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        let conns = self.conns.iter().filter_map(|s| lock(s).next_due());
+        // The shards are read (and released) before the table is locked: holding the table
+        // while locking a shard would invert the shard → table order and deadlock `track`.
+        let conns = self.conns.iter().filter_map(|s| lock(s).next_due()).min();
         let table = lock(&self.table);
-        let table_due = [table.keys.next_due(), table.topics.next_due()];
-        conns.chain(table_due.into_iter().flatten()).min()
+        [conns, table.keys.next_due(), table.topics.next_due()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

@@ -464,3 +464,51 @@ fn a_diff_sink_runs_outside_the_locks_one_call_at_a_time_in_order() {
     assert_eq!(seen.len(), 2000 + 1000);
     assert_eq!(live.len(), e.list("room").len());
 }
+
+/// `poll_timeout` (the server's timer task) and `track` (socket tasks) run on different
+/// threads; both take a connection shard and the table, and must do it in the same order.
+#[test]
+fn poll_timeout_and_track_on_other_threads_never_deadlock() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let e = Arc::new(engine(Config::default()));
+    for c in 0..64 {
+        e.connect(ConnId(c), Millis(0)).unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (e, stop) = (e.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = e.poll_timeout();
+            }
+        })
+    };
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let tracker = {
+        let e = e.clone();
+        std::thread::spawn(move || {
+            let mut out = Outputs::default();
+            for i in 0..50_000u64 {
+                let topic = Topic::new(&format!("realtime:r{}", i % 8));
+                let key = Key::new(&format!("k{}", i % 64));
+                e.track(
+                    ConnId(i % 64),
+                    &topic,
+                    &key,
+                    meta("{}"),
+                    Millis(i),
+                    &mut out,
+                )
+                .unwrap();
+                out.clear();
+            }
+            let _ = done_tx.send(());
+        })
+    };
+    let finished = done.recv_timeout(std::time::Duration::from_secs(120));
+    stop.store(true, Ordering::Relaxed);
+    assert!(finished.is_ok(), "track and poll_timeout deadlocked");
+    tracker.join().unwrap();
+    poller.join().unwrap();
+}
