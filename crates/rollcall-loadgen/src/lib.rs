@@ -11,6 +11,10 @@
 //! `rollcall-loadgen versus` runs the seed's socket.io baseline and Rollcall one after the
 //! other under the same load and prints the per-connection ratios.
 //!
+//! `rollcall-loadgen million` starts a cluster of nodes on Redis, loads it with up to a million
+//! connections, holds them, checks a sample of rooms exactly, kills a node and measures its
+//! presences leaving and its clients coming back elsewhere.
+//!
 //! `rollcall-loadgen report` turns `docs/results/*.json` into `docs/benchmarks-load.md` and
 //! its PNG plots.
 //!
@@ -20,8 +24,10 @@
 //! - [`run`](mod@run): the coordinator and the summary
 //! - [`probe`]: /proc, Redis `INFO`, dates
 //! - [`report`]: the Markdown tables and plots
+//! - [`million`]: the cluster scenario (nodes, hold, checks, kill, reconnect storm)
 //! - [`versus`]: the socket.io baseline and Rollcall under the same load, with ratios
 
+pub mod million;
 pub mod opts;
 pub mod probe;
 pub mod report;
@@ -29,5 +35,5 @@ pub mod run;
 pub mod versus;
 pub mod worker;
 
-pub use opts::RunArgs;
+pub use opts::{Placement, RunArgs};
 pub use run::{Mode, Summary, run};

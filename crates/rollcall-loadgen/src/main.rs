@@ -27,6 +27,8 @@ enum Cmd {
     },
     /// Runs the socket.io baseline and Rollcall under the same load, prints the ratios.
     Versus(Box<rollcall_loadgen::versus::VersusArgs>),
+    /// Starts a Redis-backed cluster, holds N connections, checks rooms, kills a node.
+    Million(Box<rollcall_loadgen::million::MillionArgs>),
     /// Internal: one worker process, driven over stdin/stdout by `run`.
     #[command(hide = true)]
     Worker {
@@ -44,6 +46,13 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Versus(args) => {
             rollcall_loadgen::versus::versus(*args).await?;
+        }
+        Cmd::Million(args) => {
+            let r = rollcall_loadgen::million::million(*args).await?;
+            let mut brief = r.clone();
+            brief.series.clear();
+            println!("{}", serde_json::to_string_pretty(&brief)?);
+            anyhow::ensure!(r.passed, "the run missed a goal (see the checks above)");
         }
         Cmd::Report { results, out } => report::write(&results, &out)?,
         Cmd::Worker { plan } => rollcall_loadgen::run::worker_main(&plan).await?,

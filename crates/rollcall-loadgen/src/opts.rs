@@ -61,6 +61,45 @@ pub struct RunArgs {
     /// No progress bar (tests, logs).
     #[arg(long)]
     pub quiet: bool,
+    /// How connections are placed on the servers: `modulo` (connection `i` on `server[i % len]`)
+    /// or `random` (a fixed hash of `i`, so a room's members land on unrelated nodes).
+    #[arg(long, value_enum, default_value_t = Placement::Modulo)]
+    #[serde(default)]
+    pub placement: Placement,
+    /// A connection the server closes waits for the coordinator's `reconnect` command and then
+    /// comes back on another server (used by `million` after it kills a node).
+    #[arg(skip)]
+    #[serde(default)]
+    pub reconnect: bool,
+}
+
+/// Connection → server placement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum Placement {
+    /// `server[i % len]`: room-mates on consecutive servers.
+    #[default]
+    Modulo,
+    /// `server[hash(i) % len]`: room-mates placed at random, reproducibly.
+    Random,
+}
+
+impl Placement {
+    /// Index of the server of connection `i` among `len` servers.
+    pub fn server_of(self, i: usize, len: usize) -> usize {
+        let len = len.max(1);
+        match self {
+            Placement::Modulo => i % len,
+            Placement::Random => (mix(i as u64) % len as u64) as usize,
+        }
+    }
+}
+
+/// SplitMix64's finaliser: a fixed, well-spread hash of a connection index.
+pub fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Parses `250ms`, `30s`, `2m` or a bare number of milliseconds.
@@ -148,6 +187,19 @@ pub fn seat(groups: &[Group], prefix: &str, i: usize) -> (String, String) {
     (format!("{prefix}-extra"), format!("u{i}"))
 }
 
+/// The connection indices that share connection `i`'s room (including `i`).
+pub fn room_members(groups: &[Group], i: usize) -> std::ops::Range<usize> {
+    let mut base = 0;
+    for g in groups {
+        if i < base + g.count {
+            let first = base + (i - base) / g.size * g.size;
+            return first..(first + g.size).min(base + g.count);
+        }
+        base += g.count;
+    }
+    i..i + 1
+}
+
 /// One worker's share of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerPlan {
@@ -198,7 +250,30 @@ mod tests {
         assert_eq!(seat(&g, "lg", 500).0, "lg-10-0");
         assert_eq!(seat(&g, "lg", 999).0, "lg-1000-0");
         assert!(groups("0", 10).is_err());
+        assert_eq!(room_members(&g, 3), 2..4);
+        assert_eq!(room_members(&g, 505), 500..510);
+        assert_eq!(room_members(&g, 999), 800..1000);
+        for i in 0..1000 {
+            let r = room_members(&g, i);
+            assert!(r.contains(&i));
+            assert!(
+                r.clone()
+                    .all(|j| seat(&g, "lg", j).0 == seat(&g, "lg", i).0)
+            );
+        }
         assert!(groups("", 10).is_err());
+    }
+
+    #[test]
+    fn random_placement_is_fixed_and_spread() {
+        let mut per = [0usize; 4];
+        for i in 0..4000 {
+            let s = Placement::Random.server_of(i, 4);
+            assert_eq!(s, Placement::Random.server_of(i, 4));
+            per[s] += 1;
+        }
+        assert!(per.iter().all(|&c| (800..1200).contains(&c)), "{per:?}");
+        assert_eq!(Placement::Modulo.server_of(7, 4), 3);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::opts::{RunArgs, WorkerPlan, plans};
 use crate::probe::{redis_commands, today, usage_of};
-use crate::worker::{WorkerReport, run_worker};
+use crate::worker::{Ctl, Tally, WorkerReport, run_worker};
 
 /// Where the workers run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,12 +135,145 @@ enum Event {
     Progress(u64, u64),
     Ready,
     Stopped(Box<WorkerReport>),
+    Tally(Box<Tally>),
+}
+
+/// What the coordinator tells one worker, in order.
+enum Order {
+    Go,
+    Ctl(Ctl),
 }
 
 struct Handle {
-    go: Option<oneshot::Sender<()>>,
+    orders: mpsc::UnboundedSender<Order>,
     exit: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
+    pid: Option<u32>,
+}
+
+/// The running workers of one load: ramp, steady phase, then orders ([`Ctl`]) until exit.
+pub(crate) struct Fleet {
+    handles: Vec<Handle>,
+    events: mpsc::UnboundedReceiver<(usize, Event)>,
+    /// Connections asked for.
+    total: u64,
+    quiet: bool,
+}
+
+impl Fleet {
+    /// Spawns the workers of `args`; they start connecting at once.
+    pub(crate) fn start(args: &RunArgs, mode: Mode) -> anyhow::Result<Fleet> {
+        let (ev_tx, events) = mpsc::unbounded_channel();
+        let mut handles = Vec::new();
+        for plan in plans(args) {
+            handles.push(match mode {
+                Mode::Processes => spawn_process(&plan, ev_tx.clone())?,
+                Mode::InProcess => spawn_task(plan, ev_tx.clone()),
+            });
+        }
+        Ok(Fleet {
+            handles,
+            events,
+            total: args.connections as u64,
+            quiet: args.quiet,
+        })
+    }
+
+    /// Worker count.
+    pub(crate) fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Pids of the worker processes (none in-process).
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.handles.iter().filter_map(|h| h.pid).collect()
+    }
+
+    /// Waits until every worker has finished its ramp, with a progress bar unless quiet.
+    pub(crate) async fn ramp(&mut self) -> anyhow::Result<()> {
+        let bar = (!self.quiet).then(|| {
+            let b = indicatif::ProgressBar::new(self.total);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:40}] {pos}/{len} connected {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        });
+        let mut up = vec![(0u64, 0u64); self.handles.len()];
+        let mut ready = 0;
+        while ready < self.handles.len() {
+            let Some((w, ev)) = self.events.recv().await else {
+                anyhow::bail!("a worker exited while ramping");
+            };
+            match ev {
+                Event::Progress(c, e) => up[w] = (c, e),
+                Event::Ready => ready += 1,
+                Event::Stopped(_) | Event::Tally(_) => anyhow::bail!("worker {w} stopped early"),
+            }
+            if let Some(b) = &bar {
+                b.set_position(up.iter().map(|u| u.0).sum());
+                b.set_message(format!("{} errors", up.iter().map(|u| u.1).sum::<u64>()));
+            }
+        }
+        if let Some(b) = &bar {
+            b.finish();
+        }
+        Ok(())
+    }
+
+    /// Starts the steady phase and waits for every worker's report.
+    pub(crate) async fn steady(&mut self) -> anyhow::Result<Vec<WorkerReport>> {
+        for h in &self.handles {
+            let _ = h.orders.send(Order::Go);
+        }
+        let mut reports = Vec::new();
+        while reports.len() < self.handles.len() {
+            let Some((_, ev)) = self.events.recv().await else {
+                anyhow::bail!("a worker exited in the steady phase");
+            };
+            // A late progress line after `ready` is ignored.
+            if let Event::Stopped(r) = ev {
+                reports.push(*r);
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Sends an order to every worker (after [`Fleet::steady`]).
+    pub(crate) fn control(&self, ctl: Ctl) {
+        for h in &self.handles {
+            let _ = h.orders.send(Order::Ctl(ctl));
+        }
+    }
+
+    /// Every worker's [`Tally`] as if node `dead` was killed.
+    pub(crate) async fn tallies(&mut self, dead: usize) -> anyhow::Result<Vec<Tally>> {
+        self.control(Ctl::Tally(dead));
+        let mut out = Vec::new();
+        while out.len() < self.handles.len() {
+            let Some((_, ev)) = self.events.recv().await else {
+                anyhow::bail!("a worker exited before its tally");
+            };
+            if let Event::Tally(t) = ev {
+                out.push(*t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Closes every connection and waits (at most 30 s per worker) for the workers to end.
+    pub(crate) async fn exit(mut self) {
+        for h in &mut self.handles {
+            if let Some(exit) = h.exit.take() {
+                let _ = exit.send(());
+            }
+        }
+        for h in self.handles {
+            let _ = tokio::time::timeout(Duration::from_secs(30), h.done).await;
+        }
+    }
 }
 
 /// Runs a load test and returns its summary (also written to `--out` and printed by `main`).
@@ -150,8 +283,6 @@ struct Handle {
 pub async fn run(args: RunArgs, mode: Mode) -> anyhow::Result<Summary> {
     crate::opts::groups(&args.rooms, args.connections).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(!args.servers.is_empty(), "no --server");
-    let plans = plans(&args);
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
     let pids = args.server_pids.clone();
     let redis = args.redis_url.clone();
     let redis_now = || redis.as_deref().and_then(redis_commands);
@@ -159,75 +290,20 @@ pub async fn run(args: RunArgs, mode: Mode) -> anyhow::Result<Summary> {
     let (rss0, cpu0) = usage_of(&pids);
     let r0 = redis_now();
     let t0 = Instant::now();
-    let mut handles = Vec::new();
-    for plan in &plans {
-        handles.push(match mode {
-            Mode::Processes => spawn_process(plan, ev_tx.clone())?,
-            Mode::InProcess => spawn_task(plan.clone(), ev_tx.clone()),
-        });
-    }
-    drop(ev_tx);
-    let bar = (!args.quiet).then(|| {
-        let b = indicatif::ProgressBar::new(args.connections as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40}] {pos}/{len} connected {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    });
-    let mut up = vec![(0u64, 0u64); plans.len()];
-    let mut ready = 0;
-    while ready < plans.len() {
-        let Some((w, ev)) = ev_rx.recv().await else {
-            anyhow::bail!("a worker exited while ramping");
-        };
-        match ev {
-            Event::Progress(c, e) => up[w] = (c, e),
-            Event::Ready => ready += 1,
-            Event::Stopped(_) => anyhow::bail!("worker {w} stopped early"),
-        }
-        if let Some(b) = &bar {
-            b.set_position(up.iter().map(|u| u.0).sum());
-            b.set_message(format!("{} errors", up.iter().map(|u| u.1).sum::<u64>()));
-        }
-    }
-    if let Some(b) = &bar {
-        b.finish();
-    }
+    let mut fleet = Fleet::start(&args, mode)?;
+    fleet.ramp().await?;
     let ramp_s = t0.elapsed().as_secs_f64();
     tokio::time::sleep(args.settle).await;
     let (rss1, cpu1) = usage_of(&pids);
     let r1 = redis_now();
-    for h in &mut handles {
-        if let Some(go) = h.go.take() {
-            let _ = go.send(());
-        }
-    }
-    let mut reports = Vec::new();
-    while reports.len() < plans.len() {
-        let Some((_, ev)) = ev_rx.recv().await else {
-            anyhow::bail!("a worker exited in the steady phase");
-        };
-        // A late progress line after `ready` is ignored.
-        if let Event::Stopped(r) = ev {
-            reports.push(*r);
-        }
-    }
+    let reports = fleet.steady().await?;
     let (rss2, cpu2) = usage_of(&pids);
     let r2 = redis_now();
-    for h in &mut handles {
-        if let Some(exit) = h.exit.take() {
-            let _ = exit.send(());
-        }
-    }
-    for h in handles {
-        let _ = tokio::time::timeout(Duration::from_secs(30), h.done).await;
-    }
+    let workers = fleet.len();
+    fleet.exit().await;
 
     let mut s = merge(&args, &reports);
-    s.workers = plans.len();
+    s.workers = workers;
     s.ramp_s = ramp_s;
     s.connects_per_s = s.connections_held as f64 / ramp_s.max(1e-9);
     let held = s.connections_held.max(1) as f64;
@@ -261,7 +337,7 @@ pub async fn run(args: RunArgs, mode: Mode) -> anyhow::Result<Summary> {
     Ok(s)
 }
 
-fn merge(args: &RunArgs, reports: &[WorkerReport]) -> Summary {
+pub(crate) fn merge(args: &RunArgs, reports: &[WorkerReport]) -> Summary {
     let new = || Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
     let (mut hist, mut beat_hist) = (new(), new());
     let (mut sent, mut recv, mut beats, mut diffs, mut churns, mut secs) = (0, 0, 0, 0, 0, 0f64);
@@ -338,11 +414,18 @@ fn latency(h: &Histogram<u64>) -> Latency {
 }
 
 fn spawn_task(plan: WorkerPlan, ev: mpsc::UnboundedSender<(usize, Event)>) -> Handle {
-    let (go_tx, go_rx) = oneshot::channel::<()>();
-    let (exit_tx, exit_rx) = oneshot::channel::<()>();
+    let (orders, mut orders_rx) = mpsc::unbounded_channel::<Order>();
+    let (exit_tx, mut exit_rx) = oneshot::channel::<()>();
     let w = plan.index;
     let done = tokio::spawn(async move {
         let (e1, e2) = (ev.clone(), ev.clone());
+        let go = async {
+            while let Some(o) = orders_rx.recv().await {
+                if matches!(o, Order::Go) {
+                    break;
+                }
+            }
+        };
         let res = run_worker(
             plan,
             |c, e| {
@@ -351,21 +434,33 @@ fn spawn_task(plan: WorkerPlan, ev: mpsc::UnboundedSender<(usize, Event)>) -> Ha
             |_, _| {
                 let _ = e2.send((w, Event::Ready));
             },
-            async {
-                let _ = go_rx.await;
-            },
+            go,
         )
         .await;
         if let Ok((report, held)) = res {
             let _ = ev.send((w, Event::Stopped(Box::new(report))));
-            let _ = exit_rx.await;
+            loop {
+                tokio::select! {
+                    _ = &mut exit_rx => break,
+                    o = orders_rx.recv() => match o {
+                        Some(Order::Ctl(c)) => {
+                            if let Some(t) = held.control(c) {
+                                let _ = ev.send((w, Event::Tally(Box::new(t))));
+                            }
+                        }
+                        Some(Order::Go) => {}
+                        None => break,
+                    },
+                }
+            }
             drop(held);
         }
     });
     Handle {
-        go: Some(go_tx),
+        orders,
         exit: Some(exit_tx),
         done,
+        pid: None,
     }
 }
 
@@ -380,10 +475,11 @@ fn spawn_process(
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
+    let pid = child.id();
     let mut stdin = child.stdin.take().expect("piped stdin");
     let stdout = child.stdout.take().expect("piped stdout");
-    let (go_tx, go_rx) = oneshot::channel::<()>();
-    let (exit_tx, exit_rx) = oneshot::channel::<()>();
+    let (orders, mut orders_rx) = mpsc::unbounded_channel::<Order>();
+    let (exit_tx, mut exit_rx) = oneshot::channel::<()>();
     let w = plan.index;
     tokio::spawn(async move {
         let mut lines = BufReader::new(stdout).lines();
@@ -397,6 +493,10 @@ fn spawn_process(
                     Ok(r) => Event::Stopped(Box::new(r)),
                     Err(_) => continue,
                 },
+                "tally" => match serde_json::from_str(rest) {
+                    Ok(t) => Event::Tally(Box::new(t)),
+                    Err(_) => continue,
+                },
                 _ => continue,
             };
             if ev.send((w, event)).is_err() {
@@ -405,18 +505,32 @@ fn spawn_process(
         }
     });
     let done = tokio::spawn(async move {
-        if go_rx.await.is_ok() {
-            let _ = stdin.write_all(b"go\n").await;
-            let _ = stdin.flush().await;
+        loop {
+            let line = tokio::select! {
+                _ = &mut exit_rx => break,
+                o = orders_rx.recv() => match o {
+                    Some(Order::Go) => "go".to_string(),
+                    Some(Order::Ctl(c)) => c.line(),
+                    None => break,
+                },
+            };
+            if stdin
+                .write_all(format!("{line}\n").as_bytes())
+                .await
+                .is_err()
+                || stdin.flush().await.is_err()
+            {
+                break;
+            }
         }
-        let _ = exit_rx.await;
         drop(stdin);
         let _ = child.wait().await;
     });
     Ok(Handle {
-        go: Some(go_tx),
+        orders,
         exit: Some(exit_tx),
         done,
+        pid,
     })
 }
 
@@ -441,8 +555,12 @@ pub async fn worker_main(plan_json: &str) -> anyhow::Result<()> {
     )
     .await?;
     println!("report {}", serde_json::to_string(&report)?);
-    // Hold the connections until the coordinator has read the servers (stdin closes).
-    while let Ok(Some(_)) = stdin.next_line().await {}
+    // Hold the connections and carry out orders until the coordinator closes stdin.
+    while let Ok(Some(line)) = stdin.next_line().await {
+        if let Some(t) = Ctl::parse(&line).and_then(|c| held.control(c)) {
+            println!("tally {}", serde_json::to_string(&t)?);
+        }
+    }
     drop(held);
     Ok(())
 }

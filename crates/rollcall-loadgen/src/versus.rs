@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::opts::{RunArgs, parse_duration};
+use crate::opts::{Placement, RunArgs, parse_duration};
 use crate::report::plot_err;
 use crate::run::{Mode, run};
 
@@ -337,6 +337,8 @@ async fn rollcall_side(args: &VersusArgs, bin: &Path, n: usize) -> anyhow::Resul
         note: String::new(),
         out: None,
         quiet: true,
+        placement: Placement::Modulo,
+        reconnect: false,
     };
     let s = run(load, Mode::Processes).await?;
     drop(server);

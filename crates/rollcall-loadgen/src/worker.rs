@@ -6,7 +6,7 @@
 //! agree across processes and across server nodes.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,12 +14,12 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpSocket;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::opts::{Group, WorkerPlan, groups, seat};
+use crate::opts::{Group, Placement, WorkerPlan, groups, room_members, seat};
 use crate::probe::wall_micros;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
@@ -54,9 +54,67 @@ pub struct WorkerReport {
     pub heartbeat_rtt_us: Vec<(u64, u64)>,
 }
 
+/// What a worker saw after a node was killed: the `tally <dead>` answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Worker index.
+    pub index: usize,
+    /// Connections the servers closed since the ramp.
+    pub closed: u64,
+    /// Of those, connections back up on another server.
+    pub reconnected: u64,
+    /// Reconnections that failed on every other server.
+    pub reconnect_errors: u64,
+    /// This worker's connections that were on the dead node.
+    pub on_dead: u64,
+    /// Presences the surviving connections saw leave (diff leaves) since `count-leaves`.
+    pub leaves_seen: u64,
+    /// Presences they should have seen leave: their room-mates on the dead node.
+    pub leaves_expected: u64,
+    /// Surviving connections whose count differs from their expectation (0 = exactly once).
+    pub leave_mismatches: u64,
+}
+
+/// A coordinator's order to a worker once its steady phase is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ctl {
+    /// From now on, count the presences each connection sees leave.
+    CountLeaves,
+    /// Report a [`Tally`] as if node `dead` was killed.
+    Tally(usize),
+    /// Closed connections come back on a server other than `dead`.
+    Reconnect(usize),
+}
+
+impl Ctl {
+    /// The stdin line of this order (`rollcall-loadgen worker`).
+    pub fn line(self) -> String {
+        match self {
+            Ctl::CountLeaves => "count-leaves".into(),
+            Ctl::Tally(d) => format!("tally {d}"),
+            Ctl::Reconnect(d) => format!("reconnect {d}"),
+        }
+    }
+
+    /// Parses [`Ctl::line`]'s output.
+    pub fn parse(line: &str) -> Option<Ctl> {
+        let mut w = line.split_whitespace();
+        let verb = w.next()?;
+        let arg = w.next().and_then(|v| v.parse().ok());
+        match (verb, arg) {
+            ("count-leaves", None) => Some(Ctl::CountLeaves),
+            ("tally", Some(d)) => Some(Ctl::Tally(d)),
+            ("reconnect", Some(d)) => Some(Ctl::Reconnect(d)),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     connected: AtomicU64,
+    reconnected: AtomicU64,
+    reconnect_errors: AtomicU64,
     errors: AtomicU64,
     closed: AtomicU64,
     sent: AtomicU64,
@@ -68,6 +126,14 @@ struct Counters {
 
 struct Ctx {
     servers: Vec<SocketAddr>,
+    placement: Placement,
+    reconnect: bool,
+    start: usize,
+    counting_leaves: AtomicBool,
+    /// Presences seen leaving, per local connection, while `counting_leaves`.
+    leaves: Vec<AtomicU32>,
+    /// The dead node once the coordinator orders reconnection.
+    back: watch::Receiver<Option<usize>>,
     groups: Vec<Group>,
     prefix: String,
     heartbeat: Duration,
@@ -84,6 +150,57 @@ enum Cmd {
 /// The connections of a finished worker; dropping it closes them.
 pub struct Held {
     tasks: Vec<JoinHandle<()>>,
+    ctx: Arc<Ctx>,
+    back: watch::Sender<Option<usize>>,
+    index: usize,
+}
+
+impl Held {
+    /// Carries out a coordinator's order; [`Ctl::Tally`] returns the tally.
+    pub fn control(&self, ctl: Ctl) -> Option<Tally> {
+        match ctl {
+            Ctl::CountLeaves => {
+                for l in &self.ctx.leaves {
+                    l.store(0, Relaxed);
+                }
+                self.ctx.counting_leaves.store(true, Relaxed);
+                None
+            }
+            Ctl::Reconnect(dead) => {
+                self.ctx.counting_leaves.store(false, Relaxed);
+                let _ = self.back.send(Some(dead));
+                None
+            }
+            Ctl::Tally(dead) => Some(self.tally(dead)),
+        }
+    }
+
+    fn tally(&self, dead: usize) -> Tally {
+        let ctx = &self.ctx;
+        let n = ctx.servers.len();
+        let mut t = Tally {
+            index: self.index,
+            closed: ctx.c.closed.load(Relaxed),
+            reconnected: ctx.c.reconnected.load(Relaxed),
+            reconnect_errors: ctx.c.reconnect_errors.load(Relaxed),
+            ..Tally::default()
+        };
+        for (local, seen) in ctx.leaves.iter().enumerate() {
+            let i = ctx.start + local;
+            if ctx.placement.server_of(i, n) == dead {
+                t.on_dead += 1;
+                continue;
+            }
+            let expected = room_members(&ctx.groups, i)
+                .filter(|&j| j != i && ctx.placement.server_of(j, n) == dead)
+                .count() as u64;
+            let seen = u64::from(seen.load(Relaxed));
+            t.leaves_seen += seen;
+            t.leaves_expected += expected;
+            t.leave_mismatches += u64::from(seen != expected);
+        }
+        t
+    }
 }
 
 impl Drop for Held {
@@ -107,8 +224,15 @@ pub async fn run_worker(
     go: impl Future<Output = ()>,
 ) -> anyhow::Result<(WorkerReport, Held)> {
     let a = &plan.args;
+    let (back_tx, back_rx) = watch::channel(None);
     let ctx = Arc::new(Ctx {
         servers: a.servers.clone(),
+        placement: a.placement,
+        reconnect: a.reconnect,
+        start: plan.start,
+        counting_leaves: AtomicBool::new(false),
+        leaves: (plan.start..plan.end).map(|_| AtomicU32::new(0)).collect(),
+        back: back_rx,
         groups: groups(&a.rooms, a.connections).map_err(anyhow::Error::msg)?,
         prefix: a.topic_prefix.clone(),
         heartbeat: a.heartbeat,
@@ -183,7 +307,13 @@ pub async fn run_worker(
         heartbeat_rtt_us: pairs(&ctx.beat_hist),
     };
     drop(senders);
-    Ok((report, Held { tasks }))
+    let held = Held {
+        tasks,
+        ctx,
+        back: back_tx,
+        index: plan.index,
+    };
+    Ok((report, held))
 }
 
 fn snapshot(c: &Counters) -> [u64; 5] {
@@ -257,34 +387,102 @@ fn join_stamps(text: &str, mut each: impl FnMut(u64)) {
     }
 }
 
-async fn conn_task(ctx: Arc<Ctx>, gate: Arc<Semaphore>, i: usize, mut rx: mpsc::Receiver<Cmd>) {
-    let (room, key) = seat(&ctx.groups, &ctx.prefix, i);
-    let server = ctx.servers[i % ctx.servers.len()];
-    let permit = gate.acquire().await;
+/// Opens connection `i` on `server`, joins its room and tracks.
+async fn setup(server: SocketAddr, i: usize, room: &str, key: &str) -> anyhow::Result<Ws> {
     let setup = async {
         let mut ws = open(server, i).await?;
-        ws.send(join_frame(1, &room, &key)).await?;
+        ws.send(join_frame(1, room, key)).await?;
         while let Some(m) = ws.next().await {
             if let Message::Text(t) = m?
                 && is_reply_to(&t, 1)
             {
                 anyhow::ensure!(t.contains("\"ok\""), "join refused: {t}");
-                ws.send(track_frame(1, 2, &room)).await?;
+                ws.send(track_frame(1, 2, room)).await?;
                 return Ok(ws);
             }
         }
         anyhow::bail!("closed while joining")
     };
-    let mut ws = match tokio::time::timeout(Duration::from_secs(60), setup).await {
-        Ok(Ok(ws)) => ws,
-        _ => {
-            ctx.c.errors.fetch_add(1, Relaxed);
-            return;
-        }
+    tokio::time::timeout(Duration::from_secs(60), setup).await?
+}
+
+async fn conn_task(ctx: Arc<Ctx>, gate: Arc<Semaphore>, i: usize, mut rx: mpsc::Receiver<Cmd>) {
+    let (room, key) = seat(&ctx.groups, &ctx.prefix, i);
+    let n = ctx.servers.len();
+    let home = ctx.placement.server_of(i, n);
+    let permit = gate.acquire().await;
+    let Ok(mut ws) = setup(ctx.servers[home], i, &room, &key).await else {
+        ctx.c.errors.fetch_add(1, Relaxed);
+        return;
     };
     drop(permit);
     ctx.c.connected.fetch_add(1, Relaxed);
+    loop {
+        session(&ctx, &mut ws, i, &room, &key, &mut rx).await;
+        ctx.c.closed.fetch_add(1, Relaxed);
+        if !ctx.reconnect {
+            return;
+        }
+        let mut back = ctx.back.clone();
+        let Ok(dead) = back
+            .wait_for(Option::is_some)
+            .await
+            .map(|d| d.unwrap_or(usize::MAX))
+        else {
+            return;
+        };
+        let mut again = None;
+        for k in 1..n {
+            let s = (home + k) % n;
+            if s == dead {
+                continue;
+            }
+            let _permit = gate.acquire().await;
+            if let Ok(w) = setup(ctx.servers[s], i, &room, &key).await {
+                again = Some(w);
+                break;
+            }
+        }
+        let Some(w) = again else {
+            ctx.c.reconnect_errors.fetch_add(1, Relaxed);
+            return;
+        };
+        ws = w;
+        ctx.c.reconnected.fetch_add(1, Relaxed);
+    }
+}
 
+/// Presences (metas) leaving in a `presence_diff` frame.
+fn leave_count(text: &str) -> u32 {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+        return 0;
+    };
+    let Some(leaves) = v
+        .get(4)
+        .and_then(|p| p.get("leaves"))
+        .and_then(|l| l.as_object())
+    else {
+        return 0;
+    };
+    leaves
+        .values()
+        .map(|k| {
+            k.get("metas")
+                .and_then(|m| m.as_array())
+                .map_or(0, |m| m.len() as u32)
+        })
+        .sum()
+}
+
+/// One connection's life on one socket: heartbeats, churn, timing; returns when it closes.
+async fn session(
+    ctx: &Ctx,
+    ws: &mut Ws,
+    i: usize,
+    room: &str,
+    key: &str,
+    rx: &mut mpsc::Receiver<Cmd>,
+) {
     let phase = ctx.heartbeat.mul_f64((i % 997) as f64 / 997.0);
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + phase, ctx.heartbeat);
     let (mut jr, mut r) = (1u64, 2u64);
@@ -306,6 +504,9 @@ async fn conn_task(ctx: Arc<Ctx>, gate: Arc<Semaphore>, i: usize, mut rx: mpsc::
                             let _ = h.record(now.saturating_sub(s).max(1));
                         });
                     }
+                    if ctx.counting_leaves.load(Relaxed) {
+                        ctx.leaves[i - ctx.start].fetch_add(leave_count(&t), Relaxed);
+                    }
                     continue;
                 } else if t.contains("\"phoenix\",\"phx_reply\"") {
                     ctx.c.heartbeats.fetch_add(1, Relaxed);
@@ -324,7 +525,7 @@ async fn conn_task(ctx: Arc<Ctx>, gate: Arc<Semaphore>, i: usize, mut rx: mpsc::
                     pending_join = None;
                     r += 1;
                     ctx.c.churns.fetch_add(1, Relaxed);
-                    vec![track_frame(jr, r, &room)]
+                    vec![track_frame(jr, r, room)]
                 } else {
                     continue;
                 }
@@ -340,7 +541,7 @@ async fn conn_task(ctx: Arc<Ctx>, gate: Arc<Semaphore>, i: usize, mut rx: mpsc::
                     jr = r + 2;
                     r = jr;
                     pending_join = Some(jr);
-                    vec![Message::text(leave), join_frame(jr, &room, &key)]
+                    vec![Message::text(leave), join_frame(jr, room, key)]
                 }
                 Some(Cmd::Churn) => continue,
                 None => {
@@ -359,7 +560,6 @@ async fn conn_task(ctx: Arc<Ctx>, gate: Arc<Semaphore>, i: usize, mut rx: mpsc::
         }
         ctx.c.sent.fetch_add(n, Relaxed);
     }
-    ctx.c.closed.fetch_add(1, Relaxed);
 }
 
 #[cfg(test)]
@@ -372,6 +572,18 @@ mod tests {
         let mut got = Vec::new();
         join_stamps(diff, |v| got.push(v));
         assert_eq!(got, vec![100, 7]);
+    }
+
+    #[test]
+    fn leaves_count_metas_and_orders_round_trip() {
+        let diff = r#"[null,null,"realtime:r","presence_diff",{"joins":{"u9":{"metas":[{"phx_ref":"z"}]}},"leaves":{"u1":{"metas":[{"phx_ref":"c"},{"phx_ref":"d"}]},"u2":{"metas":[{"phx_ref":"e"}]}}}]"#;
+        assert_eq!(leave_count(diff), 3);
+        assert_eq!(leave_count("not json"), 0);
+        for c in [Ctl::CountLeaves, Ctl::Tally(3), Ctl::Reconnect(0)] {
+            assert_eq!(Ctl::parse(&c.line()), Some(c));
+        }
+        assert_eq!(Ctl::parse("tally"), None);
+        assert_eq!(Ctl::parse("reconnect x"), None);
     }
 
     #[test]

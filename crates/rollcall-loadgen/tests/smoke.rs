@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rollcall_loadgen::{Mode, RunArgs, run};
+use rollcall_loadgen::{Mode, Placement, RunArgs, run};
 use rollcall_server::{Hub, ServerConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,6 +37,8 @@ async fn fifty_connections_hold_and_time_their_diffs() {
         note: String::new(),
         out: None,
         quiet: true,
+        placement: Placement::Modulo,
+        reconnect: false,
     };
     let s = run(args, Mode::InProcess).await.unwrap();
     assert_eq!(s.connections_held, 50, "{s:?}");
