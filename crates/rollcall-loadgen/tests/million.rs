@@ -77,7 +77,8 @@ fn three_nodes_hold_check_kill_and_reconnect_exactly() {
     assert!(leaves["leaves_expected"].as_u64().unwrap() > 0);
     assert_eq!(leaves["leaves_seen"], leaves["leaves_expected"]);
     assert_eq!(leaves["leave_mismatches"], 0);
-    assert_eq!(leaves["reconnected"].as_u64().unwrap(), killed);
+    assert_eq!(r["reconnect"]["reconnected"].as_u64().unwrap(), killed);
+    assert_eq!(r["reconnect"]["reconnect_errors"], 0);
     assert!(r["heartbeat_rtt"]["samples"].as_u64().unwrap() > 0);
     assert!(!r["series"].as_array().unwrap().is_empty());
     assert!(plot.exists());

@@ -152,6 +152,8 @@ pub struct MillionReport {
     pub leaves: Tally,
     /// Seconds from the reconnect order until every closed connection was back.
     pub reconnect_s: f64,
+    /// The workers' tally once the storm was over (`reconnected`, `reconnect_errors`).
+    pub reconnect: Tally,
     /// Node CPU seconds spent in the reconnect storm.
     pub reconnect_cpu_s: f64,
     /// Sampled rooms after the reconnect storm.
@@ -492,6 +494,7 @@ async fn scenario(
         leaves,
         reconnect_s,
         reconnect_cpu_s: storm_cpu1 - storm_cpu0,
+        reconnect: back,
         check_after_reconnect,
         passed,
         series: Vec::new(),

@@ -160,7 +160,8 @@ pub fn plot(points: &[Point], title: &str, path: &Path) -> anyhow::Result<()> {
     let root = root.titled(title, ("sans-serif", 22)).map_err(plot_err)?;
     let panels = root.split_evenly((2, 2));
     type Pick = fn(&Point) -> f64;
-    let figures: [(&str, &str, Vec<(&str, RGBColor, Pick)>); 4] = [
+    type Line = (&'static str, RGBColor, Pick);
+    let figures: [(&str, &str, Vec<Line>); 4] = [
         (
             "connections",
             "open",
