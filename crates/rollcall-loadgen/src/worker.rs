@@ -431,12 +431,13 @@ async fn conn_task(ctx: Arc<Ctx>, gate: Arc<Semaphore>, i: usize, mut rx: mpsc::
         else {
             return;
         };
+        // The dead node's clients spread over every survivor (starting at a fixed hash of
+        // `i`), so no single node takes them all and runs into its file-descriptor limit.
+        let others: Vec<usize> = (0..n).filter(|&s| s != dead && s != home).collect();
+        let first = (crate::opts::mix(i as u64 ^ 0x5EED) % others.len().max(1) as u64) as usize;
         let mut again = None;
-        for k in 1..n {
-            let s = (home + k) % n;
-            if s == dead {
-                continue;
-            }
+        for k in 0..others.len() {
+            let s = others[(first + k) % others.len()];
             let _permit = gate.acquire().await;
             if let Ok(w) = setup(ctx.servers[s], i, &room, &key).await {
                 again = Some(w);

@@ -34,7 +34,8 @@ pub struct MillionArgs {
     /// Connections in total.
     #[arg(short = 'n', long, default_value_t = 1_000_000)]
     pub connections: usize,
-    /// Nodes; 0 = one per 19,000 connections (the 20,000-fd limit per process), at least 2.
+    /// Nodes; 0 = one per 18,000 connections (under the 20,000-fd limit per process, with room
+    /// for a killed node's clients), at least 2.
     #[arg(long, default_value_t = 0)]
     pub nodes: usize,
     /// Room sizes, as for `run --rooms`.
@@ -197,7 +198,7 @@ pub async fn million(args: MillionArgs) -> anyhow::Result<MillionReport> {
     );
     let layout = groups(&args.rooms, args.connections).map_err(anyhow::Error::msg)?;
     let node_count = if args.nodes == 0 {
-        args.connections.div_ceil(19_000).max(2)
+        args.connections.div_ceil(18_000).max(2)
     } else {
         args.nodes
     };
