@@ -157,7 +157,12 @@ pub struct MillionReport {
     pub reconnect: Tally,
     /// Node CPU seconds spent in the reconnect storm.
     pub reconnect_cpu_s: f64,
-    /// Sampled rooms after the reconnect storm.
+    /// Sampled rooms read once, as soon as every client was back.
+    pub check_reconnect_first: Check,
+    /// Seconds after that until the sample was exact (cross-node views catching up), or the
+    /// deadline (`2 × node_timeout + 30 s`).
+    pub reconnect_exact_s: f64,
+    /// Sampled rooms at that point.
     pub check_after_reconnect: Check,
     /// Every goal of the run held (0 errors, exact samples, leaves exactly once, all back).
     pub passed: bool,
@@ -422,6 +427,8 @@ async fn scenario(
     }
     let reconnect_s = storm_t.elapsed().as_secs_f64();
     let (_, storm_cpu1) = usage_of(&cluster.pids());
+    let first_reconnect_check =
+        sample::check(&rooms, &cluster.addrs, &alive, args.seed ^ 99, |_| true);
     sampler.phase("after");
     let mut check_after_reconnect;
     let mut round = 100u64;
@@ -430,11 +437,12 @@ async fn scenario(
         round += 1;
         check_after_reconnect =
             sample::check(&rooms, &cluster.addrs, &alive, args.seed ^ round, |_| true);
-        if check_after_reconnect.ok() || settle.elapsed() > Duration::from_secs(10) {
+        if check_after_reconnect.ok() || settle.elapsed() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    let reconnect_exact_s = settle.elapsed().as_secs_f64();
     say(
         quiet,
         t0,
@@ -496,6 +504,8 @@ async fn scenario(
         reconnect_s,
         reconnect_cpu_s: storm_cpu1 - storm_cpu0,
         reconnect: back,
+        check_reconnect_first: first_reconnect_check,
+        reconnect_exact_s,
         check_after_reconnect,
         passed,
         series: Vec::new(),
