@@ -455,10 +455,18 @@ impl Cluster {
 
     /// Keys with at least one local presence (what the status flush refreshes).
     pub fn local_keys(&self) -> HashSet<String> {
+        self.local_keys_where(|_| true)
+    }
+
+    /// The keys of [`Cluster::local_keys`] for which `keep` holds; only those are copied, so a
+    /// flush spread over slices of the key space copies each key once per period.
+    pub fn local_keys_where(&self, keep: impl Fn(&str) -> bool) -> HashSet<String> {
         let m = lock(&self.mirror);
         m.topics
             .values()
-            .flat_map(|t| t.values().map(|p| p.key.clone()))
+            .flat_map(|t| t.values())
+            .filter(|p| keep(&p.key))
+            .map(|p| p.key.clone())
             .collect()
     }
 

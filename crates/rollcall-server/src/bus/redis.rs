@@ -174,21 +174,26 @@ async fn merge_statuses(
 }
 
 /// Every half heartbeat interval, writes the status of each key with local presences (one
-/// pipeline per 10,000 keys) and removes this node's entries of keys that left.
+/// pipeline per 10,000 keys) and removes this node's entries of keys that left. The key space
+/// is cut into one slice per second of that period (at most [`FLUSH_SLICES`]) and one slice is
+/// written per tick, so each key is still refreshed once per period but a node's flush is a
+/// steady trickle instead of a burst that stalls its heartbeats (issue 15's 400k run: bursts of
+/// ~120k Redis commands/s every 30 s, aligned over 23 nodes started together).
 async fn status_flush(hub: Weak<Hub>, cluster: Arc<Cluster>) {
     let period = match hub.upgrade() {
         Some(h) => Duration::from_millis((h.cfg.core.heartbeat_interval.0 / 2).max(100)),
         None => return,
     };
-    let mut interval = tokio::time::interval(period);
+    let slices = flush_slices(period);
+    let mut interval = tokio::time::interval(period / slices as u32);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut written: HashSet<String> = HashSet::new();
-    loop {
+    let mut written: Vec<HashSet<String>> = vec![HashSet::new(); slices];
+    for slice in (0..slices).cycle() {
         interval.tick().await;
         let Some(hub) = hub.upgrade() else { return };
-        let keys = cluster.local_keys();
+        let keys = cluster.local_keys_where(|k| slice_of(k, slices) == slice);
         let entries = local_entries(&hub, &keys);
-        let gone: Vec<String> = written.difference(&keys).cloned().collect();
+        let gone: Vec<String> = written[slice].difference(&keys).cloned().collect();
         drop(hub);
         let mut ok = true;
         for chunk in entries.chunks(10_000) {
@@ -198,9 +203,25 @@ async fn status_flush(hub: Weak<Hub>, cluster: Arc<Cluster>) {
             ok &= cluster.write_statuses(&[], chunk).await.is_ok();
         }
         if ok {
-            written = keys;
+            written[slice] = keys;
         }
     }
+}
+
+/// Upper bound of the status flush's slices per period.
+pub(crate) const FLUSH_SLICES: usize = 30;
+
+/// Slices of a flush period: one per whole second, between 1 and [`FLUSH_SLICES`].
+fn flush_slices(period: Duration) -> usize {
+    (period.as_secs() as usize).clamp(1, FLUSH_SLICES)
+}
+
+/// The slice of `key`: FNV-1a of its bytes, so a key stays in one slice for the process' life.
+fn slice_of(key: &str, slices: usize) -> usize {
+    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (h % slices.max(1) as u64) as usize
 }
 
 fn local_entries(hub: &Hub, keys: &HashSet<String>) -> Vec<StatusEntry> {
@@ -224,4 +245,27 @@ fn local_entries(hub: &Hub, keys: &HashSet<String>) -> Vec<StatusEntry> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flush_is_cut_into_one_slice_per_second_and_keys_stay_in_theirs() {
+        assert_eq!(flush_slices(Duration::from_millis(500)), 1);
+        assert_eq!(flush_slices(Duration::from_secs(12)), 12);
+        assert_eq!(flush_slices(Duration::from_secs(30)), 30);
+        assert_eq!(flush_slices(Duration::from_secs(3600)), FLUSH_SLICES);
+        let mut per = [0usize; 30];
+        for i in 0..30_000 {
+            let k = format!("user-{i}");
+            let s = slice_of(&k, 30);
+            assert_eq!(s, slice_of(&k, 30));
+            per[s] += 1;
+        }
+        // Every slice gets its share (1,000 expected), so no tick is a burst again.
+        assert!(per.iter().all(|&n| (800..1200).contains(&n)), "{per:?}");
+        assert_eq!(slice_of("anything", 1), 0);
+    }
 }
