@@ -323,11 +323,7 @@ async fn scenario(
     let quiet = args.quiet;
     let n_nodes = cluster.addrs.len();
     let redis_cpu = || crate::probe::proc_usage(redis_pid).1;
-    let redis_ops = || {
-        nodes::redis_info(&args.redis_url)
-            .and_then(|i| nodes::info_field(&i, "total_commands_processed"))
-            .unwrap_or(0.0)
-    };
+    let redis_ops = || crate::probe::redis_commands(&args.redis_url).unwrap_or(0) as f64;
     let (_, cpu_ramp0) = usage_of(&cluster.pids());
     let ramp_t = Instant::now();
     fleet.ramp().await?;

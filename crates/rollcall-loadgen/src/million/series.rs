@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::nodes::{http_get, info_field, metric, redis_info, slab_kib};
+use super::nodes::{http_get, metric, slab_kib};
 use crate::probe::{proc_usage, usage_of};
 use crate::report::plot_err;
 
@@ -125,9 +125,7 @@ fn sample(t: &Targets, redis_url: &str, t0: Instant) -> (Point, (f64, f64, f64))
     } else {
         (0, 0.0)
     };
-    let ops = redis_info(redis_url)
-        .and_then(|i| info_field(&i, "total_commands_processed"))
-        .unwrap_or(0.0);
+    let ops = crate::probe::redis_commands(redis_url).unwrap_or(0) as f64;
     let connections = t
         .nodes
         .iter()
