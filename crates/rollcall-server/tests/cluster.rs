@@ -7,7 +7,7 @@ mod cluster_support;
 
 use std::time::Duration;
 
-use cluster_support::{Client, Node, expect, http_request};
+use cluster_support::{Client, Node, expect, http_exchange, http_request};
 use rollcall_testkit::{service_url, unique_name};
 use serde_json::json;
 
@@ -188,6 +188,103 @@ async fn after_redis_drops_every_connection_each_view_equals_the_live_presences(
         assert_eq!(fresh.keys(), live);
     }
     assert!(a.metric("rollcall_redis_pubsub_connects_total").await >= 2);
+}
+
+/// A Redis of the test's own on a free port, so it can be killed without touching the
+/// shared one; killed on drop.
+struct OwnRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        OwnRedis { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test]
+async fn channel_state_from_a_node_without_a_view_is_whole_or_a_503() {
+    // Needs only the redis-server binary; gated like the others so a machine without Redis skips.
+    if service_url("REDIS_URL").is_none() {
+        return;
+    }
+    let mut redis = OwnRedis::start();
+    let prefix = unique_name("rc_state503");
+    let a = Node::start(&redis.url(), &prefix, "s503-a", "3s").await;
+    let b = Node::start(&redis.url(), &prefix, "s503-b", "3s").await;
+    // A topic no node holds: an empty state, not an error.
+    let (status, body) = http_exchange(a.port, "GET", "/api/channels/nobody/presence", "").await;
+    assert_eq!((status, body.as_str()), (200, "{}"));
+    let mut alice = Client::join(&b, "room", "alice").await;
+    alice.track(json!({"name": "alice"})).await;
+    alice
+        .wait(WAIT, |c| c.keys() == expect(&[("alice", 1)]))
+        .await;
+    // Node A has no channel on `room`, so it reads the others' presences from Redis.
+    let path = "/api/channels/room/presence";
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = http_exchange(a.port, "GET", path, "").await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect(&body);
+        if v.get("alice").is_some() {
+            assert_eq!(v["alice"]["metas"][0]["name"], "alice", "{v}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alice never read: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Redis gone: a partial answer (A's own, empty) would look complete; it is a 503 instead.
+    redis.kill();
+    let (status, body) = http_exchange(a.port, "GET", path, "").await;
+    assert_eq!(status, 503, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect(&body);
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("redis"),
+        "the reason names redis: {v}"
+    );
+    // Node B holds a view of `room`: it still answers from it.
+    let (status, body) = http_exchange(b.port, "GET", path, "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("alice"), "{body}");
 }
 
 /// Benchmark, not a check: cross-node diff latency (track on node A → `presence_diff` on a

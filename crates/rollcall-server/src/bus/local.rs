@@ -31,10 +31,14 @@ impl Bus for LocalBus {
         hub.engine.write_state_json(topic, out);
     }
 
-    fn channel_state<'a>(&'a self, hub: &'a Hub, topic: &'a str) -> BusFuture<'a, Vec<u8>> {
+    fn channel_state<'a>(
+        &'a self,
+        hub: &'a Hub,
+        topic: &'a str,
+    ) -> BusFuture<'a, Result<Vec<u8>, String>> {
         let mut out = Vec::with_capacity(256);
         hub.engine.write_state_json(topic, &mut out);
-        Box::pin(std::future::ready(out))
+        Box::pin(std::future::ready(Ok(out)))
     }
 
     fn merge_statuses<'a>(

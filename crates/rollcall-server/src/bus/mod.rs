@@ -75,7 +75,15 @@ pub(crate) trait Bus: Send + Sync + std::fmt::Debug {
     fn write_presence_state(&self, hub: &Hub, topic: &str, out: &mut Vec<u8>);
 
     /// The channel state for the HTTP API (may read the backend when this node has no view).
-    fn channel_state<'a>(&'a self, hub: &'a Hub, topic: &'a str) -> BusFuture<'a, Vec<u8>>;
+    ///
+    /// # Errors
+    /// The backend had to be read and did not answer: the reason, for a 503 (a partial
+    /// state with only this node's presences would look complete and be wrong).
+    fn channel_state<'a>(
+        &'a self,
+        hub: &'a Hub,
+        topic: &'a str,
+    ) -> BusFuture<'a, Result<Vec<u8>, String>>;
 
     /// Adds what the other nodes report to the local statuses of a batch query.
     fn merge_statuses<'a>(

@@ -81,24 +81,24 @@ impl Bus for RedisBus {
             .write_state_json(topic, &hub.engine.list(topic), out);
     }
 
-    fn channel_state<'a>(&'a self, hub: &'a Hub, topic: &'a str) -> BusFuture<'a, Vec<u8>> {
+    fn channel_state<'a>(
+        &'a self,
+        hub: &'a Hub,
+        topic: &'a str,
+    ) -> BusFuture<'a, Result<Vec<u8>, String>> {
         Box::pin(async move {
             let mut out = Vec::with_capacity(256);
             let local = hub.engine.list(topic);
             if self.cluster.has_view(topic) {
                 self.cluster.write_state_json(topic, &local, &mut out);
-                return out;
+                return Ok(out);
             }
-            let remote = self
-                .cluster
-                .remote_presences(topic)
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "channel state without other nodes: redis unreachable");
-                    Vec::new()
-                });
+            let remote = self.cluster.remote_presences(topic).await.map_err(|e| {
+                tracing::warn!(error = %e, topic, "channel state refused: redis unreachable");
+                format!("the other nodes' presences could not be read from redis: {e}")
+            })?;
             rollcall_redis::write_state_with(&local, &remote, &mut out);
-            out
+            Ok(out)
         })
     }
 

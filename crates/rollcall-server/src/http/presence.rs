@@ -139,6 +139,7 @@ pub(crate) struct ChannelQuery {
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Private channel the token may not read", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 503, description = "Cluster mode and Redis unreachable: the other nodes' presences cannot be read", body = ErrorBody),
     ))]
 pub(crate) async fn channel_presence(
     State(hub): State<Arc<Hub>>,
@@ -158,7 +159,11 @@ pub(crate) async fn channel_presence(
         )?;
     }
     let topic = topic_for(&topic, q.private);
-    let out = hub.bus.channel_state(&hub, topic.as_str()).await;
+    let out = hub
+        .bus
+        .channel_state(&hub, topic.as_str())
+        .await
+        .map_err(|why| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
 }
 

@@ -94,8 +94,13 @@ impl Drop for Node {
     }
 }
 
-/// A minimal HTTP/1.1 request over a raw socket (no client crate needed).
+/// A minimal HTTP/1.1 request over a raw socket (no client crate needed): the body.
 pub async fn http_request(port: u16, method: &str, path: &str, body: &str) -> String {
+    http_exchange(port, method, path, body).await.1
+}
+
+/// Like [`http_request`]: the status code and the body.
+pub async fn http_exchange(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let req = format!(
@@ -106,9 +111,16 @@ pub async fn http_request(port: u16, method: &str, path: &str, body: &str) -> St
     let mut out = Vec::new();
     s.read_to_end(&mut out).await.unwrap();
     let text = String::from_utf8_lossy(&out).to_string();
-    text.split_once("\r\n\r\n")
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    (status, body)
 }
 
 pub async fn http_get(port: u16, path: &str) -> String {
