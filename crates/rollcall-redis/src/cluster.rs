@@ -7,10 +7,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use rollcall_core::{Key, PresenceView, TopicDiff};
 use tokio::sync::{Notify, mpsc};
 
+use crate::conn::{Backend, Con};
 use crate::error::{ClusterError, RedisOpError};
 use crate::keys::Keys;
 use crate::metrics::ClusterMetrics;
@@ -21,8 +21,11 @@ use crate::wire::{self, Entry, Frame, NodePresences, Presence, Writer};
 /// Settings of the Redis adapter.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    /// `redis://host:port/db`.
+    /// `redis://host:port/db`; with `redis_cluster`, the seed nodes' URLs separated by commas.
     pub url: String,
+    /// Connect to a Redis Cluster: commands go to the node owning their slot and topic
+    /// channels use sharded pub/sub (Redis 7) [default: false, one server].
+    pub redis_cluster: bool,
     /// Prefix of every key and channel [default: `rc`]; one per deployment (or per test).
     pub prefix: String,
     /// This node's id, unique among live nodes.
@@ -38,6 +41,7 @@ impl ClusterConfig {
     pub fn new(url: &str, node_id: &str) -> ClusterConfig {
         ClusterConfig {
             url: url.to_string(),
+            redis_cluster: false,
             prefix: "rc".to_string(),
             node_id: node_id.to_string(),
             node_timeout: Duration::from_secs(15),
@@ -87,7 +91,7 @@ pub(crate) enum SubCmd {
 pub struct Cluster {
     pub(crate) cfg: ClusterConfig,
     pub(crate) keys: Keys,
-    pub(crate) client: redis::Client,
+    pub(crate) backend: Backend,
     pub(crate) views: Mutex<Views>,
     pub(crate) mirror: Mutex<Mirror>,
     pub(crate) pub_rx: Mutex<Option<mpsc::UnboundedReceiver<PubOp>>>,
@@ -97,7 +101,7 @@ pub struct Cluster {
     /// Diffs queued and not yet written.
     pub(crate) pending: std::sync::atomic::AtomicUsize,
     deliver: OnceLock<Deliver>,
-    con: tokio::sync::Mutex<Option<ConnectionManager>>,
+    con: tokio::sync::Mutex<Option<Con>>,
     /// Counters.
     pub metrics: ClusterMetrics,
 }
@@ -132,8 +136,8 @@ impl Cluster {
         if cfg.prefix.is_empty() || cfg.prefix.len() > 64 || cfg.prefix.contains(['{', '}']) {
             return Err(ClusterError::InvalidPrefix(cfg.prefix));
         }
-        let client =
-            redis::Client::open(cfg.url.as_str()).map_err(|e| ClusterError::InvalidUrl {
+        let backend =
+            Backend::open(&cfg.url, cfg.redis_cluster).map_err(|e| ClusterError::InvalidUrl {
                 url: cfg.url.clone(),
                 reason: e.to_string(),
             })?;
@@ -142,7 +146,7 @@ impl Cluster {
         Ok(Arc::new(Cluster {
             keys: Keys::new(&cfg.prefix),
             cfg,
-            client,
+            backend,
             views: Mutex::new(Views::default()),
             // Dirty at start: the first publication writes the whole (empty) state, which
             // also clears what an earlier process with this node id left behind.
@@ -188,19 +192,15 @@ impl Cluster {
         tokio::spawn(crate::liveness::run(self.clone()));
     }
 
-    /// A connection (multiplexed, reconnecting) to Redis.
-    pub(crate) async fn con(&self) -> Result<ConnectionManager, RedisOpError> {
+    /// A connection (multiplexed, reconnecting) to Redis or the Redis Cluster.
+    pub(crate) async fn con(&self) -> Result<Con, RedisOpError> {
         let mut slot = self.con.lock().await;
         if let Some(c) = &*slot {
             return Ok(c.clone());
         }
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(1);
         let c = self
-            .client
-            .get_connection_manager_with_config(config)
+            .backend
+            .connect()
             .await
             .inspect_err(|_| self.failed())?;
         *slot = Some(c.clone());
@@ -274,7 +274,7 @@ impl Cluster {
             let Ok(mut con) = this.con().await else {
                 return;
             };
-            let r: Result<i64, _> = redis::cmd("PUBLISH")
+            let r: Result<i64, _> = redis::cmd(this.backend.publish_cmd())
                 .arg(&channel)
                 .arg(&msg)
                 .query_async(&mut con)
@@ -413,7 +413,7 @@ impl Cluster {
                 node: &self.cfg.node_id,
                 token,
             };
-            pipe.cmd("PUBLISH")
+            pipe.cmd(self.backend.publish_cmd())
                 .arg(self.keys.channel(topic))
                 .arg(msg.encode())
                 .ignore();

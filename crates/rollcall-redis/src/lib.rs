@@ -21,6 +21,7 @@
 //! not know the server or the Phoenix protocol; the server passes a delivery callback.
 
 mod cluster;
+mod conn;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -30,6 +31,8 @@ mod liveness;
 mod metrics;
 mod publisher;
 mod render;
+mod sharded;
+mod slot;
 mod status;
 mod subscriber;
 mod view;

@@ -141,7 +141,7 @@ async fn reap(cluster: &Cluster, node: &str) -> Result<(), RedisOpError> {
         for t in &topics {
             pipe.cmd("DEL").arg(keys.topic_hash(t, node)).ignore();
             pipe.cmd("SREM").arg(keys.topic_nodes(t)).arg(node).ignore();
-            pipe.cmd("PUBLISH")
+            pipe.cmd(cluster.backend.publish_cmd())
                 .arg(keys.channel(t))
                 .arg(Frame::Gone { node }.encode())
                 .ignore();

@@ -79,7 +79,7 @@ impl ClusterMetrics {
             ("errors", "Failed Redis operations.", &self.errors),
             (
                 "pubsub_connects",
-                "Pub/sub connections made.",
+                "Pub/sub connections made (on a Redis Cluster: connections lost and resubscribed).",
                 &self.pubsub_connects,
             ),
             (

@@ -94,7 +94,7 @@ async fn publish(cluster: &Cluster, batch: &[PubOp]) -> Result<(), RedisOpError>
                 .arg(&op.topic)
                 .ignore();
         }
-        pipe.cmd("PUBLISH")
+        pipe.cmd(cluster.backend.publish_cmd())
             .arg(keys.channel(&op.topic))
             .arg(&op.message)
             .ignore();
@@ -156,7 +156,7 @@ async fn reset(
         pipe.cmd("DEL").arg(keys.topic_hash(t, me)).ignore();
         pipe.cmd("SREM").arg(keys.topic_nodes(t)).arg(me).ignore();
         pipe.cmd("SREM").arg(keys.node_topics(me)).arg(t).ignore();
-        pipe.cmd("PUBLISH")
+        pipe.cmd(cluster.backend.publish_cmd())
             .arg(keys.channel(t))
             .arg(Frame::Gone { node: me }.encode())
             .ignore();
@@ -167,7 +167,10 @@ async fn reset(
         pipe.cmd("HSET").arg(&hash).arg(fields).ignore();
         pipe.cmd("SADD").arg(keys.topic_nodes(t)).arg(me).ignore();
         pipe.cmd("SADD").arg(keys.node_topics(me)).arg(t).ignore();
-        pipe.cmd("PUBLISH").arg(keys.channel(t)).arg(reset).ignore();
+        pipe.cmd(cluster.backend.publish_cmd())
+            .arg(keys.channel(t))
+            .arg(reset)
+            .ignore();
     }
     // Nothing to write (no presences, no stale topics): an empty pipeline is an error to the
     // client, which would keep this node dirty and retrying until its first presence.

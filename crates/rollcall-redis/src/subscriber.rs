@@ -1,4 +1,4 @@
-//! The pub/sub task: one connection subscribed to the channel of every topic with local
+//! The pub/sub task (on a Redis Cluster, `sharded.rs` instead): one connection subscribed to the channel of every topic with local
 //! subscribers. Pub/sub delivers at most once, so every (re)connection resubscribes all
 //! topics and reloads their views (see `view.rs`): whatever was missed while disconnected
 //! shows up as the difference between the old view and the reloaded one.
@@ -10,12 +10,24 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::cluster::{Cluster, SubCmd, lock};
+use crate::conn::Backend;
 use crate::metrics::ClusterMetrics;
 
-pub(crate) async fn run(cluster: Arc<Cluster>, mut cmds: mpsc::UnboundedReceiver<SubCmd>) {
+pub(crate) async fn run(cluster: Arc<Cluster>, cmds: mpsc::UnboundedReceiver<SubCmd>) {
+    match cluster.backend.clone() {
+        Backend::Single(client) => run_single(cluster, client, cmds).await,
+        Backend::Cluster { seeds, .. } => crate::sharded::run(cluster, seeds, cmds).await,
+    }
+}
+
+async fn run_single(
+    cluster: Arc<Cluster>,
+    client: redis::Client,
+    mut cmds: mpsc::UnboundedReceiver<SubCmd>,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let pubsub = match cluster.client.get_async_pubsub().await {
+        let pubsub = match client.get_async_pubsub().await {
             Ok(p) => p,
             Err(e) => {
                 cluster.failed();
@@ -75,7 +87,7 @@ pub(crate) async fn run(cluster: Arc<Cluster>, mut cmds: mpsc::UnboundedReceiver
 
 /// Starts loading `topic`'s view. `fresh`: a new subscription, so messages buffered by an
 /// earlier load are dropped (some may be missing between them and the new ones).
-fn start_load(cluster: &Arc<Cluster>, topic: &str, fresh: bool) {
+pub(crate) fn start_load(cluster: &Arc<Cluster>, topic: &str, fresh: bool) {
     let token = uuid::Uuid::new_v4().simple().to_string();
     {
         let mut v = lock(&cluster.views);

@@ -30,6 +30,7 @@ async fn start(backend: Backend) -> Option<TestServer> {
         cfg.node_id = unique_name("bus");
         cfg.redis = Some(RedisSettings {
             url,
+            cluster: false,
             prefix: unique_name("rc_bus"),
             node_timeout: Millis(3000),
         });

@@ -30,6 +30,7 @@ impl RedisBus {
     pub(crate) fn new(cfg: &ServerConfig, s: &RedisSettings) -> Result<RedisBus, ClusterError> {
         let mut c = ClusterConfig::new(&s.url, &cfg.node_id);
         c.prefix = s.prefix.clone();
+        c.redis_cluster = s.cluster;
         c.node_timeout = s.node_timeout.as_duration();
         let ttl = cfg.core.heartbeat_interval.0 * u64::from(cfg.core.missed_heartbeats);
         c.status_ttl = Duration::from_millis(ttl.max(1000));

@@ -293,9 +293,11 @@ fn redis_settings(s: &Settings) -> Result<Option<RedisSettings>, ConfigError> {
         ));
     }
     let prefix = s.redis_prefix.clone().unwrap_or_else(|| "rc".to_string());
-    redis_client_accepts(&url, &prefix)?;
+    let cluster = s.redis_cluster.unwrap_or(false);
+    redis_client_accepts(&url, cluster, &prefix)?;
     Ok(Some(RedisSettings {
         url,
+        cluster,
         prefix,
         node_timeout,
     }))
@@ -303,15 +305,21 @@ fn redis_settings(s: &Settings) -> Result<Option<RedisSettings>, ConfigError> {
 
 /// The Redis adapter's own checks of the URL and prefix, run here so the error names the key.
 #[cfg(feature = "redis")]
-fn redis_client_accepts(url: &str, prefix: &str) -> Result<(), ConfigError> {
+fn redis_client_accepts(url: &str, cluster: bool, prefix: &str) -> Result<(), ConfigError> {
     let mut probe = rollcall_redis::ClusterConfig::new(url, "probe");
     probe.prefix = prefix.to_string();
+    probe.redis_cluster = cluster;
     match rollcall_redis::Cluster::new(probe) {
         Ok(_) => Ok(()),
         Err(rollcall_redis::ClusterError::InvalidPrefix(p)) => Err(invalid(
             "redis_prefix",
             p,
             "1 to 64 characters without braces",
+        )),
+        Err(_) if cluster => Err(invalid(
+            "redis_url",
+            url,
+            "seed URLs separated by commas, such as redis://10.0.0.1:6379,redis://10.0.0.2:6379",
         )),
         Err(_) => Err(invalid(
             "redis_url",
@@ -322,7 +330,7 @@ fn redis_client_accepts(url: &str, prefix: &str) -> Result<(), ConfigError> {
 }
 
 #[cfg(not(feature = "redis"))]
-fn redis_client_accepts(_url: &str, _prefix: &str) -> Result<(), ConfigError> {
+fn redis_client_accepts(_url: &str, _cluster: bool, _prefix: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
@@ -418,6 +426,21 @@ mod tests {
         );
         let e = parse(&["--redis-url", "http://x"]).unwrap_err();
         assert!(e.contains("redis_url"), "{e}");
+        #[cfg(feature = "redis")]
+        {
+            let e = parse(&["--redis-url", "redis://a:7000,http://b", "--redis-cluster"]);
+            let e = e.unwrap_err();
+            assert!(
+                e.contains("redis_url") && e.contains("separated by commas"),
+                "{e}"
+            );
+            let ok = parse(&[
+                "--redis-url",
+                "redis://a:7000,redis://b:7001",
+                "--redis-cluster",
+            ]);
+            assert!(ok.unwrap().redis.is_some_and(|r| r.cluster));
+        }
     }
 
     #[test]

@@ -95,11 +95,13 @@ pub struct ServerConfig {
     pub http: HttpSettings,
 }
 
-/// Cluster settings (see `--redis-url`, `--redis-prefix`, `--node-timeout`).
+/// Cluster settings (see `--redis-url`, `--redis-cluster`, `--redis-prefix`, `--node-timeout`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisSettings {
-    /// The Redis URL.
+    /// The Redis URL; for a Redis Cluster, seed URLs separated by commas.
     pub url: String,
+    /// `url` names a Redis Cluster (slot routing, sharded pub/sub) [default: false].
+    pub cluster: bool,
     /// Key and channel prefix [default: `rc`].
     pub prefix: String,
     /// A node silent this long is dead [default: 15 s, at least 400 ms].

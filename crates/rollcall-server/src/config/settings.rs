@@ -155,6 +155,11 @@ pub struct Settings {
     /// broadcasts and status through Redis [default: none, a single in-memory node].
     #[arg(long, env = "ROLLCALL_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// `redis_url` names a Redis Cluster (Redis 7 or later): list some of its nodes, separated
+    /// by commas; keys are routed by slot and topics use sharded pub/sub: `--redis-cluster`
+    /// or `=true|false` [default: false].
+    #[arg(long, env = "ROLLCALL_REDIS_CLUSTER", num_args = 0..=1, default_missing_value = "true")]
+    pub redis_cluster: Option<bool>,
     /// Prefix of every Redis key and channel; nodes of one cluster share it [default: rc].
     #[arg(long, env = "ROLLCALL_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,

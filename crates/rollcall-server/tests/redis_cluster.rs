@@ -1,0 +1,401 @@
+//! Rollcall nodes on a Redis Cluster (`--redis-cluster`): each test starts its own 3-master
+//! cluster (`redis-server --cluster-enabled yes`, `redis-cli --cluster create`) on free ports,
+//! so keys and sharded channels really spread over three shards. Clients on different nodes
+//! see one channel state and the same diffs, broadcasts and status; a killed node's users
+//! leave everywhere exactly once; after every connection to every shard is dropped, each
+//! node's view equals the live presences again.
+
+mod cluster_support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cluster_support::{Client, Node, expect, http_exchange, http_request};
+use rollcall_testkit::{service_url, unique_name};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A throwaway 3-master Redis Cluster; its servers are killed and its folder removed on drop.
+struct RedisCluster {
+    servers: Vec<Child>,
+    ports: Vec<u16>,
+    dir: PathBuf,
+}
+
+/// A free port whose cluster bus port (port + 10000) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if port <= 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Kills every client of the server on `port` but redis-cli itself; returns the count.
+fn kill_clients(port: u16) -> String {
+    cli(port, &["CLIENT", "KILL", "TYPE", "normal"])
+}
+
+/// A bare RESP connection for killing clients in a tight loop (a redis-cli process per
+/// command is too slow to keep a subscriber down while diffs are published).
+struct Resp(std::io::BufReader<std::net::TcpStream>);
+
+impl Resp {
+    fn connect(port: u16) -> Resp {
+        Resp(std::io::BufReader::new(
+            std::net::TcpStream::connect(("127.0.0.1", port)).unwrap(),
+        ))
+    }
+
+    /// Sends a command; returns its reply's text (bulk strings and integers only).
+    fn call(&mut self, args: &[&str]) -> String {
+        use std::io::{BufRead, Read, Write};
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.0.get_mut().write_all(req.as_bytes()).unwrap();
+        let mut line = String::new();
+        self.0.read_line(&mut line).unwrap();
+        match line.as_bytes().first() {
+            Some(b'$') => {
+                let len: usize = line[1..].trim().parse().unwrap();
+                let mut body = vec![0; len + 2];
+                self.0.read_exact(&mut body).unwrap();
+                String::from_utf8_lossy(&body[..len]).to_string()
+            }
+            _ => line[1..].trim().to_string(),
+        }
+    }
+
+    /// Kills the sharded pub/sub subscribers only (clients with shard channel subscriptions),
+    /// so the data connections stay up and no re-publication hides a missed message.
+    fn kill_subscribers(&mut self) -> usize {
+        let list = self.call(&["CLIENT", "LIST"]);
+        let mut killed = 0;
+        for line in list.lines() {
+            let field = |name: &str| {
+                line.split(' ')
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+                    .map(str::to_string)
+            };
+            if let (Some(id), Some(ssub)) = (field("id"), field("ssub"))
+                && ssub != "0"
+            {
+                self.call(&["CLIENT", "KILL", "ID", &id]);
+                killed += 1;
+            }
+        }
+        killed
+    }
+}
+
+fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli on PATH");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+impl RedisCluster {
+    /// Starts three masters and joins them into one cluster; `None` (skip) when Redis tests
+    /// are not enabled, a failure under `ROLLCALL_REQUIRE_SERVICES=1` if it cannot start.
+    fn start() -> Option<RedisCluster> {
+        service_url("REDIS_URL")?;
+        let dir = std::env::temp_dir().join(unique_name("rollcall-redis-cluster"));
+        let mut c = RedisCluster {
+            servers: Vec::new(),
+            ports: Vec::new(),
+            dir,
+        };
+        for _ in 0..3 {
+            let port = free_cluster_port();
+            let d = c.dir.join(port.to_string());
+            std::fs::create_dir_all(&d).unwrap();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&d)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server on PATH");
+            c.servers.push(child);
+            c.ports.push(port);
+        }
+        for &port in &c.ports {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "redis-server {port} did not start"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let nodes: Vec<String> = c.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli on PATH");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("All 16384 slots covered"),
+            "cluster create failed: {text}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !c
+            .ports
+            .iter()
+            .all(|&p| cli(p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        {
+            assert!(Instant::now() < deadline, "the cluster never became ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(c)
+    }
+
+    /// Seed URLs for `--redis-url`: two of the three masters (the client finds the third).
+    fn seeds(&self) -> String {
+        format!(
+            "redis://127.0.0.1:{},redis://127.0.0.1:{}",
+            self.ports[0], self.ports[1]
+        )
+    }
+
+    /// Keys held by each master.
+    fn key_counts(&self) -> Vec<u64> {
+        self.ports
+            .iter()
+            .map(|&p| cli(p, &["DBSIZE"]).trim().parse().unwrap_or(0))
+            .collect()
+    }
+
+    /// Drops every client connection on every master, data and sharded pub/sub alike (a
+    /// RESP3 subscriber is a `normal` client to Redis); returns how many.
+    fn kill_connections(&self) -> usize {
+        self.ports
+            .iter()
+            .map(|&p| kill_clients(p).trim().parse::<usize>().unwrap_or(0))
+            .sum()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A node on the cluster; a 2 s heartbeat interval makes the status flush run every second.
+async fn node(rc: &RedisCluster, prefix: &str, id: &str, timeout: &str) -> Node {
+    let extra = ["--redis-cluster", "--heartbeat-interval", "2s"];
+    Node::start_with(&rc.seeds(), prefix, id, timeout, &extra).await
+}
+
+#[tokio::test]
+async fn presence_broadcast_and_status_cross_nodes_over_three_shards() {
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    let prefix = unique_name("rc_rcl");
+    let a = node(&rc, &prefix, "rcl-a", "3s").await;
+    let b = node(&rc, &prefix, "rcl-b", "3s").await;
+    let c = node(&rc, &prefix, "rcl-c", "3s").await;
+    // Several rooms, so topics (and their sharded channels) land on every shard.
+    let rooms: Vec<String> = (0..6).map(|i| format!("room-{i}")).collect();
+    let mut alices = Vec::new();
+    let mut bobs = Vec::new();
+    for room in &rooms {
+        let mut alice = Client::join(&a, room, "alice").await;
+        alice.track(json!({"room": room})).await;
+        alice
+            .wait(WAIT, |c| c.keys() == expect(&[("alice", 1)]))
+            .await;
+        let mut bob = Client::join(&b, room, "bob").await;
+        bob.wait(WAIT, |c| c.keys() == expect(&[("alice", 1)]))
+            .await;
+        bob.track(json!({"room": room})).await;
+        alices.push(alice);
+        bobs.push(bob);
+    }
+    let both = expect(&[("alice", 1), ("bob", 1)]);
+    for (alice, bob) in alices.iter_mut().zip(bobs.iter_mut()) {
+        alice.wait(WAIT, |c| c.keys() == both).await;
+        bob.wait(WAIT, |c| c.keys() == both).await;
+    }
+    let counts = rc.key_counts();
+    assert!(
+        counts.iter().all(|&n| n > 0),
+        "keys on every shard: {counts:?}"
+    );
+    // A leave crosses nodes in every room.
+    for bob in &mut bobs {
+        bob.untrack().await;
+    }
+    for alice in &mut alices {
+        alice
+            .wait(WAIT, |c| c.keys() == expect(&[("alice", 1)]))
+            .await;
+    }
+    // Node C has no channel: it reads the state of each room from the shards.
+    for room in &rooms {
+        let path = format!("/api/channels/{room}/presence");
+        let (status, body) = http_exchange(c.port, "GET", &path, "").await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect(&body);
+        assert_eq!(v["alice"]["metas"][0]["room"], room.as_str(), "{v}");
+        assert!(v.get("bob").is_none(), "{v}");
+    }
+    // A REST broadcast on node C reaches sockets on node A in every room.
+    for room in &rooms {
+        let body =
+            json!({"messages": [{"topic": room, "event": "ping", "payload": {"room": room}}]});
+        http_request(c.port, "POST", "/api/broadcast", &body.to_string()).await;
+    }
+    for (alice, room) in alices.iter_mut().zip(&rooms) {
+        alice.wait(WAIT, |c| !c.broadcasts.is_empty()).await;
+        assert_eq!(alice.broadcasts[0]["payload"]["room"], room.as_str());
+    }
+    // The batch status answers on any node (here one without presences), with status keys
+    // spread over the shards; node A flushes alice's status every second.
+    let body = json!({"keys": ["alice", "bob", "nobody"]}).to_string();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = http_request(c.port, "POST", "/api/presence/status", &body).await;
+        let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(v["statuses"]["nobody"]["status"], "offline", "{v}");
+        if v["statuses"]["alice"]["status"] == "online" {
+            assert_eq!(v["statuses"]["alice"]["connections"], 6, "{v}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alice never online on node C: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_killed_node_s_users_leave_everywhere_once_on_a_redis_cluster() {
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    let prefix = unique_name("rc_rclkill");
+    let a = node(&rc, &prefix, "rck-a", "2s").await;
+    let mut b = node(&rc, &prefix, "rck-b", "2s").await;
+    let c = node(&rc, &prefix, "rck-c", "2s").await;
+    let mut watch_a = Client::join(&a, "room", "watcher-a").await;
+    let mut watch_c = Client::join(&c, "room", "watcher-c").await;
+    let mut b1 = Client::join(&b, "room", "bob").await;
+    let mut b2 = Client::join(&b, "room", "carol").await;
+    b1.track(json!({})).await;
+    b2.track(json!({})).await;
+    let both = expect(&[("bob", 1), ("carol", 1)]);
+    watch_a.wait(WAIT, |c| c.keys() == both).await;
+    watch_c.wait(WAIT, |c| c.keys() == both).await;
+    b.kill9();
+    // node_timeout 2 s + a reaper period, with slack for a loaded CI box.
+    for w in [&mut watch_a, &mut watch_c] {
+        w.wait(Duration::from_secs(15), |c| c.keys().is_empty())
+            .await;
+    }
+    watch_a.pump(Duration::from_millis(1500)).await;
+    watch_c.pump(Duration::from_millis(1500)).await;
+    for w in [&watch_a, &watch_c] {
+        assert_eq!(w.leaves.len(), 2, "{:?}", w.leaves);
+        assert!(
+            w.leaves.values().all(|n| *n == 1),
+            "duplicate leave: {:?}",
+            w.leaves
+        );
+    }
+    let late = Client::join(&a, "room", "late").await;
+    assert!(late.keys().is_empty(), "{:?}", late.keys());
+    let reaped = a.metric("rollcall_redis_nodes_reaped_total").await
+        + c.metric("rollcall_redis_nodes_reaped_total").await;
+    assert_eq!(reaped, 1, "exactly one survivor removes the dead node");
+}
+
+#[tokio::test]
+async fn after_every_shard_drops_every_connection_each_view_equals_the_live_presences() {
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    let prefix = unique_name("rc_rclout");
+    let a = node(&rc, &prefix, "rco-a", "3s").await;
+    let b = node(&rc, &prefix, "rco-b", "3s").await;
+    let mut wa = Client::join(&a, "room", "wa").await;
+    let mut wb = Client::join(&b, "room", "wb").await;
+    let mut stay = Client::join(&b, "room", "stay").await;
+    let mut go = Client::join(&b, "room", "go").await;
+    stay.track(json!({})).await;
+    go.track(json!({})).await;
+    let before = expect(&[("go", 1), ("stay", 1)]);
+    wa.wait(WAIT, |c| c.keys() == before).await;
+    // Drop all connections; then, for a second, drop the subscribers again and again while
+    // presences change on both nodes: diffs are published while a subscriber is between two
+    // connections, and only the reload after resubscribing can bring them back.
+    let killed = rc.kill_connections();
+    assert!(
+        killed >= 4,
+        "expected both nodes' connections, killed {killed}"
+    );
+    let ports = rc.ports.clone();
+    let killer = std::thread::spawn(move || {
+        let mut shards: Vec<Resp> = ports.iter().map(|&p| Resp::connect(p)).collect();
+        let until = Instant::now() + Duration::from_secs(1);
+        let mut killed = 0;
+        while Instant::now() < until {
+            for s in &mut shards {
+                killed += s.kill_subscribers();
+            }
+        }
+        killed
+    });
+    let step = Duration::from_millis(150);
+    tokio::time::sleep(step).await;
+    go.untrack().await;
+    tokio::time::sleep(step).await;
+    let mut newcomer = Client::join(&a, "room", "new").await;
+    newcomer.track(json!({})).await;
+    tokio::time::sleep(step).await;
+    let mut flip = Client::join(&b, "room", "flip").await;
+    flip.track(json!({})).await;
+    tokio::time::sleep(step).await;
+    let mut late = Client::join(&b, "room", "late").await;
+    late.track(json!({})).await;
+    tokio::time::sleep(step).await;
+    flip.untrack().await;
+    assert!(killer.join().unwrap() >= 2, "subscribers were killed");
+    let live = expect(&[("late", 1), ("new", 1), ("stay", 1)]);
+    for c in [&mut wa, &mut wb, &mut stay, &mut newcomer, &mut late] {
+        c.wait(Duration::from_secs(15), |c| c.keys() == live).await;
+    }
+    for n in [&a, &b] {
+        let mut fresh = Client::join(n, "room", "fresh").await;
+        fresh.wait(WAIT, |c| c.keys() == live).await;
+        fresh.pump(Duration::from_millis(300)).await;
+        assert_eq!(fresh.keys(), live);
+    }
+}
