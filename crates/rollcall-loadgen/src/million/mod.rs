@@ -21,7 +21,7 @@ use crate::opts::{Placement, RunArgs, groups, mix, parse_duration};
 use crate::probe::{today, usage_of};
 use crate::run::{Fleet, Latency, Mode, merge};
 use crate::worker::{Ctl, Tally};
-use nodes::Nodes;
+use nodes::{Nodes, Shards};
 use sample::Check;
 use series::Point;
 
@@ -50,9 +50,13 @@ pub struct MillionArgs {
     /// The nodes' `--node-timeout`: how long a killed node's presences may take to leave.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub node_timeout: Duration,
-    /// The Redis the nodes share (a fresh key prefix per run; its keys are deleted at the end).
+    /// The Redis the nodes share (a fresh key prefix per run; its keys are deleted at the end);
+    /// with `--redis-cluster`, every master of the cluster, comma-separated (all are measured).
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
+    /// `--redis-url` is a Redis Cluster: nodes run with `--redis-cluster`.
+    #[arg(long)]
+    pub redis_cluster: bool,
     /// Port of node 0; node k listens on `base_port + k`.
     #[arg(long, default_value_t = 4500)]
     pub base_port: u16,
@@ -135,6 +139,8 @@ pub struct MillionReport {
     pub hold_redis_cores: f64,
     /// Redis commands per second in the hold phase.
     pub hold_redis_ops_per_s: f64,
+    /// The same per server (one entry per master of a Redis Cluster).
+    pub hold_redis_ops_per_s_by_server: Vec<f64>,
     /// Heartbeat replies per second in the hold phase.
     pub heartbeats_per_s: f64,
     /// Heartbeat round trip in the hold phase.
@@ -211,13 +217,10 @@ pub async fn million(args: MillionArgs) -> anyhow::Result<MillionReport> {
         node_count >= 2,
         "--nodes must be at least 2 (one is killed)"
     );
-    let redis_pid = nodes::redis_info(&args.redis_url)
-        .and_then(|i| nodes::info_field(&i, "process_id"))
-        .ok_or_else(|| anyhow::anyhow!("no Redis answers at {}", args.redis_url))?
-        as u32;
+    let redis = Shards::find(&args.redis_url, args.redis_cluster)?;
     let prefix = format!("mil{}", std::process::id());
     let t0 = Instant::now();
-    let (redis_rss0, _) = crate::probe::proc_usage(redis_pid);
+    let (redis_rss0, _) = redis.usage();
     let slab0 = nodes::slab_kib();
     let mut cluster = Nodes::start(&args, node_count, &prefix)?;
     say(
@@ -238,7 +241,7 @@ pub async fn million(args: MillionArgs) -> anyhow::Result<MillionReport> {
         settle: Duration::from_secs(2),
         ramp_concurrency: args.ramp_concurrency,
         server_pids: cluster.pids(),
-        redis_url: Some(args.redis_url.clone()),
+        redis_url: redis.urls.first().cloned(),
         topic_prefix: "m".into(),
         label: "million".into(),
         note: String::new(),
@@ -259,10 +262,10 @@ pub async fn million(args: MillionArgs) -> anyhow::Result<MillionReport> {
         series::Targets {
             nodes: node_targets(&cluster),
             workers: fleet.pids(),
-            redis_pid,
+            redis_pids: redis.pids.clone(),
             phase: "ramp".into(),
         },
-        args.redis_url.clone(),
+        redis.clone(),
         args.sample_every,
     );
     let result = scenario(
@@ -273,7 +276,7 @@ pub async fn million(args: MillionArgs) -> anyhow::Result<MillionReport> {
         &mut fleet,
         &sampler,
         node_targets,
-        (redis_pid, redis_rss0, slab0, nodes_rss0),
+        (&redis, redis_rss0, slab0, nodes_rss0),
         t0,
     )
     .await;
@@ -281,7 +284,7 @@ pub async fn million(args: MillionArgs) -> anyhow::Result<MillionReport> {
     fleet.exit().await;
     drop(cluster);
     let series = sampler.stop();
-    cleanup_redis(&args.redis_url, &prefix);
+    redis.cleanup(&prefix);
     let mut report = result?;
     report.series = series;
     if let Some(path) = &args.out {
@@ -300,14 +303,6 @@ pub async fn million(args: MillionArgs) -> anyhow::Result<MillionReport> {
     Ok(report)
 }
 
-/// Deletes every key of this run's prefix (SCAN + UNLINK in a server-side script).
-fn cleanup_redis(url: &str, prefix: &str) {
-    let script = "local c='0' repeat local r=redis.call('SCAN',c,'MATCH',ARGV[1],'COUNT',10000) \
-                  c=r[1] for _,k in ipairs(r[2]) do redis.call('UNLINK',k) end until c=='0' \
-                  return 1";
-    let _ = nodes::redis_inline(url, &format!("EVAL \"{script}\" 0 {prefix}:*"));
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn scenario(
     args: &MillionArgs,
@@ -317,20 +312,20 @@ async fn scenario(
     fleet: &mut Fleet,
     sampler: &series::Sampler,
     node_targets: impl Fn(&Nodes) -> Vec<(std::net::SocketAddr, u32)>,
-    (redis_pid, redis_rss0, slab0, nodes_rss0): (u32, u64, u64, u64),
+    (redis, redis_rss0, slab0, nodes_rss0): (&Shards, u64, u64, u64),
     t0: Instant,
 ) -> anyhow::Result<MillionReport> {
     let quiet = args.quiet;
     let n_nodes = cluster.addrs.len();
-    let redis_cpu = || crate::probe::proc_usage(redis_pid).1;
-    let redis_ops = || crate::probe::redis_commands(&args.redis_url).unwrap_or(0) as f64;
+    let redis_cpu = || redis.usage().1;
+    let redis_ops = || redis.commands();
     let (_, cpu_ramp0) = usage_of(&cluster.pids());
     let ramp_t = Instant::now();
     fleet.ramp().await?;
     let ramp_s = ramp_t.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (nodes_rss1, cpu_ramp1) = usage_of(&cluster.pids());
-    let (redis_rss1, _) = crate::probe::proc_usage(redis_pid);
+    let (redis_rss1, _) = redis.usage();
     let slab1 = nodes::slab_kib();
     let (workers_rss1, _) = usage_of(&fleet.pids());
     say(
@@ -340,12 +335,19 @@ async fn scenario(
     );
 
     sampler.phase("hold");
+    let by_server0 = redis.commands_by_server();
     let (hold_cpu0, redis_cpu0, ops0, hold_t) =
         (cpu_ramp1, redis_cpu(), redis_ops(), Instant::now());
     let reports = fleet.steady().await?;
     let hold_s = hold_t.elapsed().as_secs_f64();
     let (_, hold_cpu1) = usage_of(&cluster.pids());
     let (redis_cpu1, ops1) = (redis_cpu(), redis_ops());
+    let by_server: Vec<f64> = redis
+        .commands_by_server()
+        .iter()
+        .zip(&by_server0)
+        .map(|(b, a)| b.saturating_sub(*a) as f64 / hold_s.max(1e-9))
+        .collect();
     let steady = merge(load, &reports);
     let held = steady.connections_held.max(1) as f64;
 
@@ -489,6 +491,7 @@ async fn scenario(
         hold_nodes_cores: (hold_cpu1 - hold_cpu0) / hold_s.max(1e-9),
         hold_redis_cores: (redis_cpu1 - redis_cpu0) / hold_s.max(1e-9),
         hold_redis_ops_per_s: (ops1 - ops0) / hold_s.max(1e-9),
+        hold_redis_ops_per_s_by_server: by_server,
         heartbeats_per_s: steady.heartbeats_per_s,
         heartbeat_rtt: steady.heartbeat_rtt,
         check_hold,

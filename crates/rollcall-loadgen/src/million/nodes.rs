@@ -23,6 +23,11 @@ impl Nodes {
     /// A node that exits or does not listen within 30 s (its log is in `--work-dir`).
     pub fn start(args: &MillionArgs, count: usize, prefix: &str) -> anyhow::Result<Nodes> {
         let (bin, base_port, redis_url) = (&args.rollcall, args.base_port, &args.redis_url);
+        let cluster: &[&str] = if args.redis_cluster {
+            &["--redis-cluster"]
+        } else {
+            &[]
+        };
         let (node_timeout, extra, work_dir) = (
             args.node_timeout,
             &args.rollcall_args,
@@ -42,6 +47,7 @@ impl Nodes {
                 .arg("--bind")
                 .arg(addr.to_string())
                 .args(["--database-url", "none", "--redis-url", redis_url])
+                .args(cluster)
                 .args([
                     "--redis-prefix",
                     prefix,
@@ -148,6 +154,86 @@ pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     Ok((status, body.to_string()))
 }
 
+/// The Redis servers of a run: one server, or every master of a Redis Cluster (`--redis-url`
+/// lists them, comma-separated, with `--redis-cluster`). Memory, CPU and commands are sums.
+#[derive(Debug, Clone, Default)]
+pub struct Shards {
+    /// Each server's URL.
+    pub urls: Vec<String>,
+    /// Each server's pid (from `INFO`, so the servers must run on this machine).
+    pub pids: Vec<u32>,
+    /// A Redis Cluster.
+    pub cluster: bool,
+}
+
+impl Shards {
+    /// Finds each server's pid.
+    ///
+    /// # Errors
+    /// A server that does not answer `INFO`.
+    pub fn find(list: &str, cluster: bool) -> anyhow::Result<Shards> {
+        let urls: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect();
+        anyhow::ensure!(!urls.is_empty(), "--redis-url names no server");
+        anyhow::ensure!(
+            cluster || urls.len() == 1,
+            "--redis-url lists {} servers: add --redis-cluster, or name one",
+            urls.len()
+        );
+        let mut pids = Vec::new();
+        for u in &urls {
+            let pid = redis_info(u)
+                .and_then(|i| info_field(&i, "process_id"))
+                .ok_or_else(|| anyhow::anyhow!("no Redis answers at {u}"))?;
+            pids.push(pid as u32);
+        }
+        Ok(Shards {
+            urls,
+            pids,
+            cluster,
+        })
+    }
+
+    /// Summed RSS (KiB) and CPU seconds of the servers.
+    pub fn usage(&self) -> (u64, f64) {
+        crate::probe::usage_of(&self.pids)
+    }
+
+    /// Commands processed by each server so far.
+    pub fn commands_by_server(&self) -> Vec<u64> {
+        self.urls
+            .iter()
+            .map(|u| crate::probe::redis_commands(u).unwrap_or(0))
+            .collect()
+    }
+
+    /// Commands processed by all servers so far.
+    pub fn commands(&self) -> f64 {
+        self.commands_by_server().iter().sum::<u64>() as f64
+    }
+
+    /// Deletes every key of `prefix` on every server (SCAN + UNLINK in a server-side script;
+    /// on a cluster node the script is allowed keys of several of its own slots).
+    pub fn cleanup(&self, prefix: &str) {
+        let body = "local c='0' repeat local r=redis.call('SCAN',c,'MATCH',ARGV[1],'COUNT',10000) \
+                    c=r[1] for _,k in ipairs(r[2]) do redis.call('UNLINK',k) end until c=='0' \
+                    return 1";
+        let script = if self.cluster {
+            format!("#!lua flags=allow-cross-slot-keys\n{body}")
+        } else {
+            body.to_string()
+        };
+        let pattern = format!("{prefix}:*");
+        for u in &self.urls {
+            let _ = redis_call(u, &["EVAL", &script, "0", &pattern]);
+        }
+    }
+}
+
 /// The value of an unlabelled Prometheus gauge or counter in `/metrics` text.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
@@ -171,6 +257,20 @@ pub fn info_field(info: &str, name: &str) -> Option<f64> {
 
 /// Runs one inline Redis command and returns the raw reply (bulk string body or status).
 pub fn redis_inline(url: &str, cmd: &str) -> Option<String> {
+    redis_send(url, format!("{cmd}\r\n").as_bytes())
+}
+
+/// Runs one Redis command given as arguments (any bytes, newlines included) and returns the
+/// raw reply (bulk string body or status).
+pub fn redis_call(url: &str, args: &[&str]) -> Option<String> {
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    redis_send(url, req.as_bytes())
+}
+
+fn redis_send(url: &str, request: &[u8]) -> Option<String> {
     let hostport = url
         .trim_start_matches("redis://")
         .split('/')
@@ -178,7 +278,7 @@ pub fn redis_inline(url: &str, cmd: &str) -> Option<String> {
         .unwrap_or("127.0.0.1:6379");
     let mut s = TcpStream::connect(hostport).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(format!("{cmd}\r\n").as_bytes()).ok()?;
+    s.write_all(request).ok()?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::nodes::{http_get, metric, slab_kib};
-use crate::probe::{proc_usage, usage_of};
+use super::nodes::{Shards, http_get, metric, slab_kib};
+use crate::probe::usage_of;
 use crate::report::plot_err;
 
 /// One sample of the whole system.
@@ -48,8 +48,8 @@ pub struct Targets {
     pub nodes: Vec<(SocketAddr, u32)>,
     /// Worker pids.
     pub workers: Vec<u32>,
-    /// Redis pid (0 when unknown).
-    pub redis_pid: u32,
+    /// Redis pids (every master of a Redis Cluster).
+    pub redis_pids: Vec<u32>,
     /// Current phase label.
     pub phase: String,
 }
@@ -64,7 +64,7 @@ pub struct Sampler {
 
 impl Sampler {
     /// Samples every `every` until stopped.
-    pub fn start(targets: Targets, redis_url: String, every: Duration) -> Sampler {
+    pub fn start(targets: Targets, redis: Shards, every: Duration) -> Sampler {
         let targets = Arc::new(Mutex::new(targets));
         let stop = Arc::new(AtomicBool::new(false));
         let (t, s) = (targets.clone(), stop.clone());
@@ -74,7 +74,7 @@ impl Sampler {
             let mut last: Option<(Instant, f64, f64, f64)> = None;
             while !s.load(Ordering::Relaxed) {
                 let now_targets = t.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                let (p, cpu) = sample(&now_targets, &redis_url, t0);
+                let (p, cpu) = sample(&now_targets, &redis, t0);
                 let now = Instant::now();
                 let mut p = p;
                 p.slab_growth_mib = points
@@ -115,17 +115,13 @@ impl Sampler {
 }
 
 /// One point, and the cumulative (node CPU s, Redis CPU s, Redis commands) to difference.
-fn sample(t: &Targets, redis_url: &str, t0: Instant) -> (Point, (f64, f64, f64)) {
+fn sample(t: &Targets, redis: &Shards, t0: Instant) -> (Point, (f64, f64, f64)) {
     let mib = |kib: u64| kib as f64 / 1024.0;
     let pids: Vec<u32> = t.nodes.iter().map(|n| n.1).collect();
     let (nodes_rss, nodes_cpu) = usage_of(&pids);
     let (workers_rss, _) = usage_of(&t.workers);
-    let (redis_rss, redis_cpu) = if t.redis_pid > 0 {
-        proc_usage(t.redis_pid)
-    } else {
-        (0, 0.0)
-    };
-    let ops = crate::probe::redis_commands(redis_url).unwrap_or(0) as f64;
+    let (redis_rss, redis_cpu) = usage_of(&t.redis_pids);
+    let ops = redis.commands();
     let connections = t
         .nodes
         .iter()
