@@ -98,6 +98,8 @@ pub struct Cluster {
     pub(crate) sub_tx: mpsc::UnboundedSender<SubCmd>,
     pub(crate) sub_rx: Mutex<Option<mpsc::UnboundedReceiver<SubCmd>>>,
     pub(crate) dirty_kick: Notify,
+    /// Keys whose status changed since the status flush last took them.
+    changed_keys: Mutex<HashSet<String>>,
     /// Diffs queued and not yet written.
     pub(crate) pending: std::sync::atomic::AtomicUsize,
     deliver: OnceLock<Deliver>,
@@ -159,6 +161,7 @@ impl Cluster {
             sub_tx,
             sub_rx: Mutex::new(Some(sub_rx)),
             dirty_kick: Notify::new(),
+            changed_keys: Mutex::new(HashSet::new()),
             pending: std::sync::atomic::AtomicUsize::new(0),
             deliver: OnceLock::new(),
             con: tokio::sync::Mutex::new(None),
@@ -473,6 +476,20 @@ impl Cluster {
             .filter(|p| keep(&p.key))
             .map(|p| p.key.clone())
             .collect()
+    }
+
+    /// Records that `key`'s status changed on this node (login, logout, idle, active), so the
+    /// status flush writes it at its next tick instead of waiting for its slice.
+    pub fn status_changed(&self, key: &str) {
+        let mut c = lock(&self.changed_keys);
+        if !c.contains(key) {
+            c.insert(key.to_string());
+        }
+    }
+
+    /// Takes the keys recorded by [`Cluster::status_changed`] since the last call.
+    pub fn take_changed_keys(&self) -> HashSet<String> {
+        std::mem::take(&mut *lock(&self.changed_keys))
     }
 
     /// Topics with a remote view, and remote presences held in them (for metrics).

@@ -220,6 +220,11 @@ impl Hub {
             | StatusEvent::Idle { at, .. }
             | StatusEvent::Active { at, .. }) = &e;
             crate::persist::record(self, &e, self.to_unix_ms(*at));
+            let (StatusEvent::Login { key, .. }
+            | StatusEvent::Logout { key, .. }
+            | StatusEvent::Idle { key, .. }
+            | StatusEvent::Active { key, .. }) = &e;
+            self.bus.status_changed(key.as_str());
             match &e {
                 StatusEvent::Login { key, .. } => {
                     Metrics::inc(&self.metrics.logins);

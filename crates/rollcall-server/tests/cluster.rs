@@ -287,6 +287,50 @@ async fn channel_state_from_a_node_without_a_view_is_whole_or_a_503() {
     assert!(body.contains("alice"), "{body}");
 }
 
+/// The status of `key` as node `port` answers it for the whole cluster.
+async fn cluster_status(port: u16, key: &str) -> serde_json::Value {
+    let body = json!({ "keys": [key] }).to_string();
+    let text = http_request(port, "POST", "/api/presence/status", &body).await;
+    let v: serde_json::Value = serde_json::from_str(&text).expect(&text);
+    v["statuses"][key].clone()
+}
+
+#[tokio::test]
+async fn a_status_change_reaches_other_nodes_within_seconds_not_a_flush_period() {
+    let Some(url) = service_url("REDIS_URL") else {
+        return;
+    };
+    let prefix = unique_name("rc_fresh");
+    // 300 s heartbeats: the status flush period is 150 s, cut into 30 slices of 5 s, so a key's
+    // own slice may come up to 150 s after it changes; only the write of changed keys at the
+    // next tick makes other nodes see it within seconds. No offline grace: the logout is at
+    // the close.
+    let slow = ["--heartbeat-interval", "300s", "--offline-grace", "0s"];
+    let a = Node::start_with(&url, &prefix, "fresh-a", "3s", &slow).await;
+    let b = Node::start_with(&url, &prefix, "fresh-b", "3s", &slow).await;
+    assert_eq!(cluster_status(b.port, "alice").await["status"], "offline");
+    let mut alice = Client::join(&a, "room", "alice").await;
+    alice.track(json!({})).await;
+    let within = |what: &'static str| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(4);
+        loop {
+            let s = cluster_status(b.port, "alice").await;
+            if s["status"] == what {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node B never saw alice {what}: {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let online = within("online").await;
+    assert_eq!(online["connections"], 1, "{online}");
+    alice.close().await;
+    within("offline").await;
+}
+
 /// Benchmark, not a check: cross-node diff latency (track on node A → `presence_diff` on a
 /// socket of node B), p50/p99 over 1,000 updates. Run with:
 /// `cargo test --release -p rollcall-server --test cluster -- --ignored cross_node --nocapture`

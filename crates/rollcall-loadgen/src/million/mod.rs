@@ -34,8 +34,8 @@ pub struct MillionArgs {
     /// Connections in total.
     #[arg(short = 'n', long, default_value_t = 1_000_000)]
     pub connections: usize,
-    /// Nodes; 0 = one per 18,000 connections (under the 20,000-fd limit per process, with room
-    /// for a killed node's clients), at least 2.
+    /// Nodes; 0 = one per 18,000 connections, and enough that after the kill each survivor
+    /// holds at most 19,000 (the 20,000-fd limit per process), at least 2.
     #[arg(long, default_value_t = 0)]
     pub nodes: usize,
     /// Room sizes, as for `run --rooms`.
@@ -176,6 +176,12 @@ pub struct MillionReport {
     pub series: Vec<Point>,
 }
 
+/// Nodes for `n` connections: at most 18,000 each, and at most 19,000 on each survivor once
+/// one node is killed and its clients come back on the others; at least 2.
+fn default_nodes(n: usize) -> usize {
+    n.div_ceil(18_000).max(n.div_ceil(19_000) + 1).max(2)
+}
+
 fn sum_tallies(ts: &[Tally]) -> Tally {
     ts.iter().fold(Tally::default(), |a, t| Tally {
         index: 0,
@@ -209,7 +215,7 @@ pub async fn million(args: MillionArgs) -> anyhow::Result<MillionReport> {
     );
     let layout = groups(&args.rooms, args.connections).map_err(anyhow::Error::msg)?;
     let node_count = if args.nodes == 0 {
-        args.connections.div_ceil(18_000).max(2)
+        default_nodes(args.connections)
     } else {
         args.nodes
     };
@@ -509,4 +515,21 @@ async fn scenario(
         passed,
         series: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_nodes;
+
+    #[test]
+    fn survivors_of_the_kill_stay_under_the_fd_limit() {
+        for n in [3_000, 50_000, 100_000, 200_000, 400_000, 1_000_000] {
+            let k = default_nodes(n);
+            assert!(n.div_ceil(k) <= 18_000, "{n} on {k}");
+            assert!(n.div_ceil(k - 1) <= 19_000, "{n} on {k} after a kill");
+        }
+        assert_eq!(default_nodes(100_000), 7);
+        assert_eq!(default_nodes(400_000), 23);
+        assert_eq!(default_nodes(1_000), 2);
+    }
 }

@@ -100,6 +100,10 @@ pub(crate) trait Bus: Send + Sync + std::fmt::Debug {
 
     /// Appends the backend's metrics to `/metrics`.
     fn render_metrics(&self, out: &mut String);
+
+    /// `key`'s status changed on this node (login, logout, idle, active): a backend sharing
+    /// status with other nodes passes it on soon, not only at its next periodic refresh.
+    fn status_changed(&self, _key: &str) {}
 }
 
 /// The bus `cfg` asks for: Redis with `redis_url`, else a single node. A Redis adapter that

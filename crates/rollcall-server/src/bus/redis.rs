@@ -125,6 +125,10 @@ impl Bus for RedisBus {
         Box::pin(self.cluster.leave(Duration::from_secs(2)))
     }
 
+    fn status_changed(&self, key: &str) {
+        self.cluster.status_changed(key);
+    }
+
     fn render_metrics(&self, text: &mut String) {
         let (topics, presences) = self.cluster.view_counts();
         self.cluster.metrics.render(
@@ -179,23 +183,56 @@ async fn merge_statuses(
 /// is cut into one slice per second of that period (at most [`FLUSH_SLICES`]) and one slice is
 /// written per tick, so each key is still refreshed once per period but a node's flush is a
 /// steady trickle instead of a burst that stalls its heartbeats (issue 15's 400k run: bursts of
-/// ~120k Redis commands/s every 30 s, aligned over 23 nodes started together).
+/// ~120k Redis commands/s every 30 s, aligned over 23 nodes started together). Keys whose
+/// status changed (login, logout, idle, active) are written (or removed) at the next tick, at
+/// most a second away, so another node sees a user come online or go offline then, not up to a
+/// period later.
 async fn status_flush(hub: Weak<Hub>, cluster: Arc<Cluster>) {
     let period = match hub.upgrade() {
         Some(h) => Duration::from_millis((h.cfg.core.heartbeat_interval.0 / 2).max(100)),
         None => return,
     };
     let slices = flush_slices(period);
-    let mut interval = tokio::time::interval(period / slices as u32);
+    let slice_every = period / slices as u32;
+    // Changed keys go out at least every second, even when a slice lasts longer.
+    let tick = slice_every.min(Duration::from_secs(1));
+    let ticks_per_slice = (slice_every.as_millis() / tick.as_millis().max(1)).max(1) as u64;
+    let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut written: Vec<HashSet<String>> = vec![HashSet::new(); slices];
-    for slice in (0..slices).cycle() {
+    let mut slice = 0;
+    for n in 0u64.. {
         interval.tick().await;
         let Some(hub) = hub.upgrade() else { return };
-        let keys = cluster.local_keys_where(|k| slice_of(k, slices) == slice);
-        let entries = local_entries(&hub, &keys);
-        let gone: Vec<String> = written[slice].difference(&keys).cloned().collect();
+        let this_slice = (n % ticks_per_slice == 0).then_some(slice);
+        let changed = cluster.take_changed_keys();
+        let keys = match this_slice {
+            Some(s) => cluster.local_keys_where(|k| slice_of(k, slices) == s),
+            None => HashSet::new(),
+        };
+        let mut entries = local_entries(&hub, &keys);
+        let mut gone: Vec<String> = match this_slice {
+            Some(s) => written[s].difference(&keys).cloned().collect(),
+            None => Vec::new(),
+        };
+        // Changed keys of the other slices: written now if still online or idle here,
+        // removed if this node had written them, and then owned by their slice as usual.
+        let changed: HashSet<String> = changed
+            .into_iter()
+            .filter(|k| Some(slice_of(k, slices)) != this_slice)
+            .collect();
+        let fresh = local_entries(&hub, &changed);
         drop(hub);
+        let live: HashSet<&str> = fresh.iter().map(|e| e.key.as_str()).collect();
+        for k in &changed {
+            let s = slice_of(k, slices);
+            if live.contains(k.as_str()) {
+                written[s].insert(k.clone());
+            } else if written[s].remove(k) {
+                gone.push(k.clone());
+            }
+        }
+        entries.extend(fresh);
         let mut ok = true;
         for chunk in entries.chunks(10_000) {
             ok &= cluster.write_statuses(chunk, &[]).await.is_ok();
@@ -203,8 +240,11 @@ async fn status_flush(hub: Weak<Hub>, cluster: Arc<Cluster>) {
         for chunk in gone.chunks(10_000) {
             ok &= cluster.write_statuses(&[], chunk).await.is_ok();
         }
-        if ok {
-            written[slice] = keys;
+        if let Some(s) = this_slice {
+            if ok {
+                written[s] = keys;
+            }
+            slice = (slice + 1) % slices;
         }
     }
 }
