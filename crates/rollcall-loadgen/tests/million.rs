@@ -1,7 +1,7 @@
 //! Smoke test of `rollcall-loadgen million` at a small size: three real node processes on the
 //! real Redis, random placement, hold, exact room checks, `kill -9` of one node, leaves seen
-//! exactly once by every surviving room-mate, reconnect storm, checks again. The full-size run
-//! is a benchmark (docs/benchmarks.md, "1M"); here only correctness is asserted, never time.
+//! exactly once by every surviving room-mate, reconnect storm, checks again; then the same on a
+//! 3-master Redis Cluster the test starts (`--redis-cluster`). The full-size run is a benchmark (docs/benchmarks.md, "1M"); here only correctness is asserted, never time.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,6 +31,34 @@ fn three_nodes_hold_check_kill_and_reconnect_exactly() {
     let Some(redis) = rollcall_testkit::service_url("REDIS_URL") else {
         return;
     };
+    let r = million(&redis, false);
+    assert_eq!(
+        r["hold_redis_ops_per_s_by_server"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// The same on a 3-master Redis Cluster the test starts: nodes with `--redis-cluster`, every
+/// master measured, and each one busy (keys and sharded channels spread over all three).
+#[test]
+fn the_same_on_a_redis_cluster() {
+    let Some(rc) = rollcall_testkit::RedisCluster::start() else {
+        return;
+    };
+    let r = million(&rc.urls(), true);
+    let by_server = r["hold_redis_ops_per_s_by_server"].as_array().unwrap();
+    assert_eq!(by_server.len(), 3, "{by_server:?}");
+    assert!(
+        by_server.iter().all(|v| v.as_f64().unwrap() > 0.0),
+        "every master works: {by_server:?}"
+    );
+}
+
+/// Runs the small `million` on `redis` and checks every correctness goal; returns the report.
+fn million(redis: &str, cluster: bool) -> serde_json::Value {
     let dir = std::env::temp_dir().join(rollcall_testkit::unique_name("million"));
     std::fs::create_dir_all(&dir).unwrap();
     let base = std::net::TcpListener::bind("127.0.0.1:0")
@@ -48,7 +76,12 @@ fn three_nodes_hold_check_kill_and_reconnect_exactly() {
         .args(["-n", "3000", "--nodes", "3", "--rooms", "10"])
         .args(["--heartbeat", "1s", "--hold", "3s", "--node-timeout", "2s"])
         .args(["--sample-rooms", "100", "--sample-every", "1s", "--quiet"])
-        .args(["--redis-url", &redis, "--base-port", &base.to_string()])
+        .args(["--redis-url", redis, "--base-port", &base.to_string()])
+        .args(if cluster {
+            &["--redis-cluster"][..]
+        } else {
+            &[]
+        })
         .arg("--work-dir")
         .arg(&dir)
         .arg("--out")
@@ -83,4 +116,5 @@ fn three_nodes_hold_check_kill_and_reconnect_exactly() {
     assert!(!r["series"].as_array().unwrap().is_empty());
     assert!(plot.exists());
     let _ = std::fs::remove_dir_all(&dir);
+    r
 }

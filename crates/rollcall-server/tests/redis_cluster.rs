@@ -1,44 +1,20 @@
 //! Rollcall nodes on a Redis Cluster (`--redis-cluster`): each test starts its own 3-master
-//! cluster (`redis-server --cluster-enabled yes`, `redis-cli --cluster create`) on free ports,
-//! so keys and sharded channels really spread over three shards. Clients on different nodes
+//! cluster (`rollcall_testkit::RedisCluster`: `redis-server --cluster-enabled yes`, `redis-cli
+//! --cluster create`) on free ports, so keys and sharded channels really spread over three
+//! shards. Clients on different nodes
 //! see one channel state and the same diffs, broadcasts and status; a killed node's users
 //! leave everywhere exactly once; after every connection to every shard is dropped, each
 //! node's view equals the live presences again.
 
 mod cluster_support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cluster_support::{Client, Node, expect, http_exchange, http_request};
-use rollcall_testkit::{service_url, unique_name};
+use rollcall_testkit::{RedisCluster, unique_name};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A throwaway 3-master Redis Cluster; its servers are killed and its folder removed on drop.
-struct RedisCluster {
-    servers: Vec<Child>,
-    ports: Vec<u16>,
-    dir: PathBuf,
-}
-
-/// A free port whose cluster bus port (port + 10000) is free too.
-fn free_cluster_port() -> u16 {
-    loop {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        if port <= 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// Kills every client of the server on `port` but redis-cli itself; returns the count.
-fn kill_clients(port: u16) -> String {
-    cli(port, &["CLIENT", "KILL", "TYPE", "normal"])
-}
 
 /// A bare RESP connection for killing clients in a tight loop (a redis-cli process per
 /// command is too slow to keep a subscriber down while diffs are published).
@@ -91,118 +67,6 @@ impl Resp {
             }
         }
         killed
-    }
-}
-
-fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli on PATH");
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-impl RedisCluster {
-    /// Starts three masters and joins them into one cluster; `None` (skip) when Redis tests
-    /// are not enabled, a failure under `ROLLCALL_REQUIRE_SERVICES=1` if it cannot start.
-    fn start() -> Option<RedisCluster> {
-        service_url("REDIS_URL")?;
-        let dir = std::env::temp_dir().join(unique_name("rollcall-redis-cluster"));
-        let mut c = RedisCluster {
-            servers: Vec::new(),
-            ports: Vec::new(),
-            dir,
-        };
-        for _ in 0..3 {
-            let port = free_cluster_port();
-            let d = c.dir.join(port.to_string());
-            std::fs::create_dir_all(&d).unwrap();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                ])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(&d)
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("redis-server on PATH");
-            c.servers.push(child);
-            c.ports.push(port);
-        }
-        for &port in &c.ports {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "redis-server {port} did not start"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let nodes: Vec<String> = c.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let out = Command::new("redis-cli")
-            .arg("--cluster")
-            .arg("create")
-            .args(&nodes)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .expect("redis-cli on PATH");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && text.contains("All 16384 slots covered"),
-            "cluster create failed: {text}"
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !c
-            .ports
-            .iter()
-            .all(|&p| cli(p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
-        {
-            assert!(Instant::now() < deadline, "the cluster never became ok");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(c)
-    }
-
-    /// Seed URLs for `--redis-url`: two of the three masters (the client finds the third).
-    fn seeds(&self) -> String {
-        format!(
-            "redis://127.0.0.1:{},redis://127.0.0.1:{}",
-            self.ports[0], self.ports[1]
-        )
-    }
-
-    /// Keys held by each master.
-    fn key_counts(&self) -> Vec<u64> {
-        self.ports
-            .iter()
-            .map(|&p| cli(p, &["DBSIZE"]).trim().parse().unwrap_or(0))
-            .collect()
-    }
-
-    /// Drops every client connection on every master, data and sharded pub/sub alike (a
-    /// RESP3 subscriber is a `normal` client to Redis); returns how many.
-    fn kill_connections(&self) -> usize {
-        self.ports
-            .iter()
-            .map(|&p| kill_clients(p).trim().parse::<usize>().unwrap_or(0))
-            .sum()
-    }
-}
-
-impl Drop for RedisCluster {
-    fn drop(&mut self) {
-        for s in &mut self.servers {
-            let _ = s.kill();
-            let _ = s.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -1,5 +1,9 @@
 //! Test helpers shared by Rollcall's crates. A dev-dependency only; nothing ships with it.
 
+mod redis_cluster;
+
+pub use redis_cluster::{RedisCluster, cli as redis_cli};
+
 /// The URL in environment variable `var`, for tests that need a real service.
 ///
 /// `None` (the caller skips, printing why) when it is unset, unless

@@ -48,6 +48,9 @@ impl Nodes {
                 .arg(addr.to_string())
                 .args(["--database-url", "none", "--redis-url", redis_url])
                 .args(cluster)
+                // The sample reads 1,000 rooms per round from one address (127.0.0.1): over the
+                // default 100 REST requests/s per address on a node when nodes are few.
+                .args(["--http-requests-per-second", "1000000"])
                 .args([
                     "--redis-prefix",
                     prefix,
