@@ -1,19 +1,31 @@
 //! The two ways the adapter reaches Redis: one server (or a proxy) through a reconnecting
 //! multiplexed connection, or a Redis Cluster through the client's cluster connection. Both
-//! are wrapped in [`Con`], which the rest of the crate uses like any connection. On a cluster a
-//! pipeline may only hold keys of one slot, so [`Con`] splits each pipeline into one pipeline
-//! per slot, runs them concurrently and puts the answers back in order: the order of the
-//! commands of one slot (one topic's hash, node set and channel share a slot) is kept.
+//! are wrapped in [`Con`], which the rest of the crate uses like any connection. On a cluster
+//! the client routes a pipeline by its first key only, so [`Con`] splits each pipeline: one
+//! pipeline per master when the slot map is known (`shards.rs`), else one per slot; they run
+//! concurrently and the answers are put back in order. The order of the commands of one slot
+//! (one topic's hash, node set and channel share a slot) is kept either way.
+//!
+//! A stale map (a slot moved) sends some commands to a master that no longer owns them. The
+//! client then retries that master's whole pipeline and fails with the redirect; the map is
+//! dropped and that master's commands go out again through the per-slot path, whose client
+//! follows redirects. Commands of that pipeline that had run may so run twice: every command
+//! the adapter sends is idempotent (`HSET`, `HDEL`, `SADD`, `SREM`, `DEL`, `PEXPIRE`, reads)
+//! except `SPUBLISH`, whose repeat is the same diff again right after the first, which views
+//! drop (a join already known, a leave of an unknown ref).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use redis::aio::ConnectionManager;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::SingleNodeRoutingInfo;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
+use crate::shards::SlotOwners;
 use crate::slot;
 
 /// How to connect: one server, or the seed nodes of a Redis Cluster.
@@ -26,6 +38,7 @@ pub(crate) enum Backend {
     Cluster {
         client: Box<ClusterClient>,
         seeds: Vec<String>,
+        owners: Arc<SlotOwners>,
     },
 }
 
@@ -60,6 +73,7 @@ impl Backend {
         Ok(Backend::Cluster {
             client: Box::new(client),
             seeds,
+            owners: Arc::default(),
         })
     }
 
@@ -74,9 +88,10 @@ impl Backend {
                 let c = client.get_connection_manager_with_config(config).await?;
                 Ok(Con::Single(c))
             }
-            Backend::Cluster { client, .. } => {
-                Ok(Con::Cluster(client.get_async_connection().await?))
-            }
+            Backend::Cluster { client, owners, .. } => Ok(Con::Cluster(
+                client.get_async_connection().await?,
+                owners.clone(),
+            )),
         }
     }
 
@@ -96,15 +111,15 @@ impl Backend {
 pub(crate) enum Con {
     /// One server, reconnecting.
     Single(ConnectionManager),
-    /// A Redis Cluster.
-    Cluster(ClusterConnection),
+    /// A Redis Cluster, and which master serves each slot.
+    Cluster(ClusterConnection, Arc<SlotOwners>),
 }
 
 impl redis::aio::ConnectionLike for Con {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Con::Single(c) => c.req_packed_command(cmd),
-            Con::Cluster(c) => c.req_packed_command(cmd),
+            Con::Cluster(c, _) => c.req_packed_command(cmd),
         }
     }
 
@@ -114,27 +129,32 @@ impl redis::aio::ConnectionLike for Con {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        let c = match self {
+        let (c, owners) = match self {
             Con::Single(c) => return c.req_packed_commands(pipeline, offset, count),
-            Con::Cluster(c) => c,
+            Con::Cluster(c, owners) => (c, owners.clone()),
         };
         let groups = split_by_slot(pipeline);
         // A transaction (offset > 0) must be one slot anyway; one group needs no splitting.
         if offset != 0 || groups.len() <= 1 {
             return c.req_packed_commands(pipeline, offset, count);
         }
-        let c = c.clone();
+        let mut c = c.clone();
         async move {
-            let parts = groups.into_iter().map(|(at, part)| {
+            let mut out = vec![Value::Nil; pipeline.len()];
+            let rest = match owners.get(&mut c).await {
+                Some(map) => {
+                    per_master(&c, &owners, &map.addrs, groups, &mut out, |s| map.owner(s)).await?
+                }
+                None => groups,
+            };
+            let parts = rest.into_iter().map(|(_, at, part)| {
                 let mut c = c.clone();
                 async move {
                     let values = c.req_packed_commands(&part, 0, at.len()).await?;
                     Ok::<_, redis::RedisError>((at, values))
                 }
             });
-            let answers = futures_util::future::try_join_all(parts).await?;
-            let mut out = vec![Value::Nil; pipeline.len()];
-            for (at, values) in answers {
+            for (at, values) in futures_util::future::try_join_all(parts).await? {
                 for (i, v) in at.into_iter().zip(values) {
                     out[i] = v;
                 }
@@ -147,15 +167,98 @@ impl redis::aio::ConnectionLike for Con {
     fn get_db(&self) -> i64 {
         match self {
             Con::Single(c) => c.get_db(),
-            Con::Cluster(c) => c.get_db(),
+            Con::Cluster(c, _) => c.get_db(),
         }
     }
 }
 
-/// The commands of `pipeline` grouped by slot, each group with the positions of its commands
-/// in the pipeline, in order. Commands without a key form one group of their own.
-fn split_by_slot(pipeline: &Pipeline) -> Vec<(Vec<usize>, Pipeline)> {
-    let mut groups: HashMap<Option<u16>, (Vec<usize>, Pipeline)> = HashMap::new();
+/// Commands of a pipeline to send together: their positions in it, and them.
+type Group = (Vec<usize>, Pipeline);
+
+/// A [`Group`] of one slot (`None`: commands without a key).
+type SlotGroup = (Option<u16>, Vec<usize>, Pipeline);
+
+/// Sends the slot groups whose master `owner` knows as one pipeline per master, writing the
+/// answers into `out`; returns the groups left for the per-slot path: slots without a known
+/// master, and commands a master redirected or could not be sent to (nothing ran for them).
+async fn per_master(
+    c: &ClusterConnection,
+    owners: &SlotOwners,
+    addrs: &[(String, u16)],
+    groups: Vec<SlotGroup>,
+    out: &mut [Value],
+    owner: impl Fn(u16) -> Option<usize>,
+) -> Result<Vec<SlotGroup>, redis::RedisError> {
+    let mut masters: Vec<Group> = addrs.iter().map(|_| (Vec::new(), redis::pipe())).collect();
+    let mut rest = Vec::new();
+    for (slot, at, part) in groups {
+        match slot.and_then(&owner) {
+            Some(n) => {
+                let g = &mut masters[n];
+                for (i, cmd) in at.iter().zip(part.cmd_iter()) {
+                    g.0.push(*i);
+                    g.1.add_command(cmd.clone());
+                }
+            }
+            None => rest.push((slot, at, part)),
+        }
+    }
+    let sends = masters
+        .into_iter()
+        .zip(addrs.iter().cloned())
+        .filter(|((at, _), _)| !at.is_empty())
+        .map(|((at, part), (host, port))| {
+            let mut c = c.clone();
+            async move {
+                let to = SingleNodeRoutingInfo::ByAddress { host, port };
+                let r = c.route_pipeline(part.clone(), 0, at.len(), to).await;
+                (at, part, r)
+            }
+        });
+    let mut again = redis::pipe();
+    let mut again_at = Vec::new();
+    for (at, part, r) in futures_util::future::join_all(sends).await {
+        let values = match r {
+            Ok(values) => Some(values),
+            // A redirect (stale map), or no connection to that master (any more).
+            Err(e)
+                if e.is_cluster_error()
+                    || e.kind() == redis::ErrorKind::ClusterConnectionNotFound =>
+            {
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        for (k, (i, cmd)) in at.into_iter().zip(part.cmd_iter()).enumerate() {
+            match values.as_ref().and_then(|v| v.get(k)) {
+                Some(v) if !redirected(v) => out[i] = v.clone(),
+                _ => {
+                    again.add_command(cmd.clone());
+                    again_at.push(i);
+                }
+            }
+        }
+    }
+    if !again_at.is_empty() {
+        owners.invalidate();
+        for (slot, at, part) in split_by_slot(&again) {
+            let at = at.into_iter().map(|k| again_at[k]).collect();
+            rest.push((slot, at, part));
+        }
+    }
+    Ok(rest)
+}
+
+/// A master's answer that means "not run here, ask the cluster again".
+fn redirected(v: &Value) -> bool {
+    matches!(v, Value::ServerError(e)
+        if matches!(e.code(), "MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN"))
+}
+
+/// The commands of `pipeline` grouped by slot, each group with its slot and the positions of
+/// its commands in the pipeline, in order. Commands without a key form one group of their own.
+fn split_by_slot(pipeline: &Pipeline) -> Vec<SlotGroup> {
+    let mut groups: HashMap<Option<u16>, Group> = HashMap::new();
     for (i, cmd) in pipeline.cmd_iter().enumerate() {
         let g = groups
             .entry(slot::of_command(cmd))
@@ -163,7 +266,10 @@ fn split_by_slot(pipeline: &Pipeline) -> Vec<(Vec<usize>, Pipeline)> {
         g.0.push(i);
         g.1.add_command(cmd.clone());
     }
-    groups.into_values().collect()
+    groups
+        .into_iter()
+        .map(|(slot, (at, part))| (slot, at, part))
+        .collect()
 }
 
 #[cfg(test)]
@@ -183,10 +289,63 @@ mod tests {
         p.cmd("HDEL").arg("rc:{b}:node:n").arg("f").ignore();
         p.cmd("PING");
         let mut groups = split_by_slot(&p);
-        groups.sort_by_key(|(at, _)| at[0]);
-        let at: Vec<Vec<usize>> = groups.iter().map(|(at, _)| at.clone()).collect();
+        groups.sort_by_key(|(_, at, _)| at[0]);
+        let at: Vec<Vec<usize>> = groups.iter().map(|(_, at, _)| at.clone()).collect();
         assert_eq!(at, vec![vec![0, 2], vec![1], vec![3], vec![4]]);
-        assert!(groups.iter().all(|(at, p)| p.len() == at.len()));
+        assert!(groups.iter().all(|(_, at, p)| p.len() == at.len()));
+        assert_eq!(groups[0].0, Some(slot::of_key(b"a")));
+        assert_eq!(groups[3].0, None);
+    }
+
+    /// A stale slot map (every slot on one master) sends most commands to a master that does
+    /// not own them: they go out again by slot, every command runs, and each answer is in its
+    /// place.
+    #[tokio::test]
+    async fn commands_sent_to_the_wrong_master_are_sent_again_by_slot() {
+        use redis::aio::ConnectionLike as _;
+        let Some(rc) = rollcall_testkit::RedisCluster::start() else {
+            return;
+        };
+        let backend = Backend::open(&rc.seeds(), true).unwrap();
+        let mut con = backend.connect().await.unwrap();
+        let Con::Cluster(_, owners) = &con else {
+            panic!("a cluster connection")
+        };
+        let owners = owners.clone();
+        // The right map first: a pipeline over many slots answers in order.
+        let pipe = |op: &str, round: i64| {
+            let mut p = redis::pipe();
+            for i in 0..60 {
+                p.cmd(op).arg(format!("n{{{i}}}")).arg(i * round);
+            }
+            p
+        };
+        let read = || {
+            let mut p = redis::pipe();
+            for i in 0..60 {
+                p.cmd("GET").arg(format!("n{{{i}}}"));
+            }
+            p
+        };
+        let first: Vec<String> = pipe("SET", 1).query_async(&mut con).await.unwrap();
+        assert!(first.iter().all(|a| a == "OK"), "{first:?}");
+        let got: Vec<i64> = read().query_async(&mut con).await.unwrap();
+        assert_eq!(got, (0..60).collect::<Vec<i64>>());
+        assert!(owners.is_known(), "the slot map was read");
+        // Now a stale one: everything to the first master.
+        owners.set_all_to(("127.0.0.1".to_string(), rc.ports[0]));
+        let second: Vec<String> = pipe("SET", 2).query_async(&mut con).await.unwrap();
+        assert!(second.iter().all(|a| a == "OK"), "{second:?}");
+        assert!(!owners.is_known(), "a redirect drops the stale map");
+        let got: Vec<i64> = read().query_async(&mut con).await.unwrap();
+        assert_eq!(got, (0..60).map(|i| 2 * i).collect::<Vec<i64>>());
+        let keys = rc.key_counts();
+        assert!(
+            keys.iter().all(|&n| n > 0),
+            "keys on every master: {keys:?}"
+        );
+        assert_eq!(keys.iter().sum::<u64>(), 60);
+        let _ = con.get_db();
     }
 
     #[test]

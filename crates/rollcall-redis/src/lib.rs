@@ -32,6 +32,7 @@ mod metrics;
 mod publisher;
 mod render;
 mod sharded;
+mod shards;
 mod slot;
 mod status;
 mod subscriber;
