@@ -29,6 +29,7 @@ mod inbound;
 mod keys;
 mod liveness;
 mod metrics;
+mod presences;
 mod publisher;
 mod render;
 mod sharded;

@@ -155,8 +155,7 @@ fn apply(nodes: &mut HashMap<String, NodePresences>, op: Op, report: bool) -> Op
             let mut joined = Vec::with_capacity(joins.len());
             for p in joins {
                 let r = p.presence_ref;
-                if let std::collections::btree_map::Entry::Vacant(slot) = entry.entry(r) {
-                    slot.insert(p);
+                if entry.insert_new(r, p) {
                     joined.push(r);
                 }
             }
@@ -172,8 +171,8 @@ fn apply(nodes: &mut HashMap<String, NodePresences>, op: Op, report: bool) -> Op
         Op::Reset { node, presences } => {
             let new: NodePresences = presences.into_iter().map(|p| (p.presence_ref, p)).collect();
             let old = nodes.remove(&node).unwrap_or_default();
-            let joins = new.iter().filter(|(r, _)| !old.contains_key(*r));
-            let leaves = old.iter().filter(|(r, _)| !new.contains_key(*r));
+            let joins = new.iter().filter(|(r, _)| !old.contains_key(r));
+            let leaves = old.iter().filter(|(r, _)| !new.contains_key(r));
             let out = report
                 .then(|| render::diff(joins.map(|(_, p)| p), leaves.map(|(_, p)| p)))
                 .flatten();

@@ -15,8 +15,6 @@
 mod decode;
 mod encode;
 
-use std::collections::BTreeMap;
-
 use rollcall_core::{DiffEntry, PresenceRef};
 
 pub(crate) use encode::{Writer, encode_hash_value};
@@ -199,8 +197,7 @@ impl From<Entry<'_>> for Presence {
     }
 }
 
-/// One node's presences in one topic, by `phx_ref`.
-pub(crate) type NodePresences = BTreeMap<PresenceRef, Presence>;
+pub(crate) use crate::presences::NodePresences;
 
 #[cfg(test)]
 mod tests;
