@@ -7,8 +7,11 @@ mod cluster_support;
 
 use std::time::Duration;
 
-use cluster_support::{Client, Node, expect, http_exchange, http_request};
-use rollcall_testkit::{service_url, unique_name};
+use cluster_support::{
+    Client, Node, expect, fresh_joiners_see, http_exchange, http_request,
+    killed_node_s_users_leave_once, outage_clients,
+};
+use rollcall_testkit::{client_ids_where, service_url, unique_name};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -77,44 +80,7 @@ async fn a_killed_node_s_users_leave_everywhere_once_within_node_timeout() {
     let a = Node::start(&url, &prefix, "kill-a", "2s").await;
     let mut b = Node::start(&url, &prefix, "kill-b", "2s").await;
     let c = Node::start(&url, &prefix, "kill-c", "2s").await;
-    let mut watch_a = Client::join(&a, "room", "watcher-a").await;
-    let mut watch_c = Client::join(&c, "room", "watcher-c").await;
-    let mut b1 = Client::join(&b, "room", "bob").await;
-    let mut b2 = Client::join(&b, "room", "carol").await;
-    b1.track(json!({})).await;
-    b2.track(json!({})).await;
-    let both = expect(&[("bob", 1), ("carol", 1)]);
-    watch_a.wait(WAIT, |c| c.keys() == both).await;
-    watch_c.wait(WAIT, |c| c.keys() == both).await;
-    b.kill9();
-    let started = std::time::Instant::now();
-    // node_timeout 2 s + a reaper period, with slack for a loaded 2-core CI box (this
-    // checks that the leave happens, not how fast)
-    watch_a
-        .wait(Duration::from_secs(15), |c| c.keys().is_empty())
-        .await;
-    watch_c
-        .wait(Duration::from_secs(15), |c| c.keys().is_empty())
-        .await;
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(15), "leaves took {took:?}");
-    // nothing more arrives: each ref left exactly once on each client
-    watch_a.pump(Duration::from_millis(1500)).await;
-    watch_c.pump(Duration::from_millis(1500)).await;
-    for w in [&watch_a, &watch_c] {
-        assert_eq!(w.leaves.len(), 2, "{:?}", w.leaves);
-        assert!(
-            w.leaves.values().all(|n| *n == 1),
-            "duplicate leave: {:?}",
-            w.leaves
-        );
-    }
-    // a newcomer sees nobody from the dead node; one survivor reaped it
-    let late = Client::join(&a, "room", "late").await;
-    assert!(late.keys().is_empty(), "{:?}", late.keys());
-    let reaped = a.metric("rollcall_redis_nodes_reaped_total").await
-        + c.metric("rollcall_redis_nodes_reaped_total").await;
-    assert_eq!(reaped, 1, "exactly one survivor removes the dead node");
+    killed_node_s_users_leave_once(&a, &mut b, &c).await;
 }
 
 /// Kills every Redis connection opened on database `db` (this test's nodes only), with
@@ -129,22 +95,11 @@ fn kill_connections(url: &str, db: u32) -> usize {
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let list = cli(&["CLIENT", "LIST"]);
-    let mut killed = 0;
-    for line in list.lines() {
-        let field = |name: &str| {
-            line.split(' ')
-                .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
-                .map(str::to_string)
-        };
-        let (Some(id), Some(cdb)) = (field("id"), field("db")) else {
-            continue;
-        };
-        if cdb == db.to_string() {
-            cli(&["CLIENT", "KILL", "ID", &id]);
-            killed += 1;
-        }
+    let ids = client_ids_where(&list, "db", |d| d == db.to_string());
+    for id in &ids {
+        cli(&["CLIENT", "KILL", "ID", id]);
     }
-    killed
+    ids.len()
 }
 
 #[tokio::test]
@@ -158,14 +113,7 @@ async fn after_redis_drops_every_connection_each_view_equals_the_live_presences(
     let prefix = unique_name("rc_outage");
     let a = Node::start(&node_url, &prefix, "out-a", "3s").await;
     let b = Node::start(&node_url, &prefix, "out-b", "3s").await;
-    let mut wa = Client::join(&a, "room", "wa").await;
-    let mut wb = Client::join(&b, "room", "wb").await;
-    let mut stay = Client::join(&b, "room", "stay").await;
-    let mut go = Client::join(&b, "room", "go").await;
-    stay.track(json!({})).await;
-    go.track(json!({})).await;
-    let before = expect(&[("go", 1), ("stay", 1)]);
-    wa.wait(WAIT, |c| c.keys() == before).await;
+    let [mut wa, mut wb, mut stay, mut go] = outage_clients(&a, &b).await;
     // Drop all connections, and change presences on both nodes while they reconnect.
     let killed = kill_connections(&url, db);
     assert!(
@@ -181,12 +129,7 @@ async fn after_redis_drops_every_connection_each_view_equals_the_live_presences(
         c.wait(Duration::from_secs(10), |c| c.keys() == live).await;
     }
     // fresh joiners on both nodes get exactly the live set in their state
-    for n in [&a, &b] {
-        let mut fresh = Client::join(n, "room", "fresh").await;
-        fresh.wait(WAIT, |c| c.keys() == live).await;
-        fresh.pump(Duration::from_millis(300)).await;
-        assert_eq!(fresh.keys(), live);
-    }
+    fresh_joiners_see(&[&a, &b], &live).await;
     assert!(a.metric("rollcall_redis_pubsub_connects_total").await >= 2);
 }
 

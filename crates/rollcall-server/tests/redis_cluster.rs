@@ -10,8 +10,11 @@ mod cluster_support;
 
 use std::time::{Duration, Instant};
 
-use cluster_support::{Client, Node, expect, http_exchange, http_request};
-use rollcall_testkit::{RedisCluster, unique_name};
+use cluster_support::{
+    Client, Node, expect, fresh_joiners_see, http_exchange, http_request,
+    killed_node_s_users_leave_once, outage_clients,
+};
+use rollcall_testkit::{RedisCluster, client_ids_where, unique_name};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -52,21 +55,11 @@ impl Resp {
     /// so the data connections stay up and no re-publication hides a missed message.
     fn kill_subscribers(&mut self) -> usize {
         let list = self.call(&["CLIENT", "LIST"]);
-        let mut killed = 0;
-        for line in list.lines() {
-            let field = |name: &str| {
-                line.split(' ')
-                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
-                    .map(str::to_string)
-            };
-            if let (Some(id), Some(ssub)) = (field("id"), field("ssub"))
-                && ssub != "0"
-            {
-                self.call(&["CLIENT", "KILL", "ID", &id]);
-                killed += 1;
-            }
+        let ids = client_ids_where(&list, "ssub", |n| n != "0");
+        for id in &ids {
+            self.call(&["CLIENT", "KILL", "ID", id]);
         }
-        killed
+        ids.len()
     }
 }
 
@@ -169,36 +162,7 @@ async fn a_killed_node_s_users_leave_everywhere_once_on_a_redis_cluster() {
     let a = node(&rc, &prefix, "rck-a", "2s").await;
     let mut b = node(&rc, &prefix, "rck-b", "2s").await;
     let c = node(&rc, &prefix, "rck-c", "2s").await;
-    let mut watch_a = Client::join(&a, "room", "watcher-a").await;
-    let mut watch_c = Client::join(&c, "room", "watcher-c").await;
-    let mut b1 = Client::join(&b, "room", "bob").await;
-    let mut b2 = Client::join(&b, "room", "carol").await;
-    b1.track(json!({})).await;
-    b2.track(json!({})).await;
-    let both = expect(&[("bob", 1), ("carol", 1)]);
-    watch_a.wait(WAIT, |c| c.keys() == both).await;
-    watch_c.wait(WAIT, |c| c.keys() == both).await;
-    b.kill9();
-    // node_timeout 2 s + a reaper period, with slack for a loaded CI box.
-    for w in [&mut watch_a, &mut watch_c] {
-        w.wait(Duration::from_secs(15), |c| c.keys().is_empty())
-            .await;
-    }
-    watch_a.pump(Duration::from_millis(1500)).await;
-    watch_c.pump(Duration::from_millis(1500)).await;
-    for w in [&watch_a, &watch_c] {
-        assert_eq!(w.leaves.len(), 2, "{:?}", w.leaves);
-        assert!(
-            w.leaves.values().all(|n| *n == 1),
-            "duplicate leave: {:?}",
-            w.leaves
-        );
-    }
-    let late = Client::join(&a, "room", "late").await;
-    assert!(late.keys().is_empty(), "{:?}", late.keys());
-    let reaped = a.metric("rollcall_redis_nodes_reaped_total").await
-        + c.metric("rollcall_redis_nodes_reaped_total").await;
-    assert_eq!(reaped, 1, "exactly one survivor removes the dead node");
+    killed_node_s_users_leave_once(&a, &mut b, &c).await;
 }
 
 #[tokio::test]
@@ -209,14 +173,7 @@ async fn after_every_shard_drops_every_connection_each_view_equals_the_live_pres
     let prefix = unique_name("rc_rclout");
     let a = node(&rc, &prefix, "rco-a", "3s").await;
     let b = node(&rc, &prefix, "rco-b", "3s").await;
-    let mut wa = Client::join(&a, "room", "wa").await;
-    let mut wb = Client::join(&b, "room", "wb").await;
-    let mut stay = Client::join(&b, "room", "stay").await;
-    let mut go = Client::join(&b, "room", "go").await;
-    stay.track(json!({})).await;
-    go.track(json!({})).await;
-    let before = expect(&[("go", 1), ("stay", 1)]);
-    wa.wait(WAIT, |c| c.keys() == before).await;
+    let [mut wa, mut wb, mut stay, mut go] = outage_clients(&a, &b).await;
     // Drop all connections; then, for a second, drop the subscribers again and again while
     // presences change on both nodes: diffs are published while a subscriber is between two
     // connections, and only the reload after resubscribing can bring them back.
@@ -256,10 +213,5 @@ async fn after_every_shard_drops_every_connection_each_view_equals_the_live_pres
     for c in [&mut wa, &mut wb, &mut stay, &mut newcomer, &mut late] {
         c.wait(Duration::from_secs(15), |c| c.keys() == live).await;
     }
-    for n in [&a, &b] {
-        let mut fresh = Client::join(n, "room", "fresh").await;
-        fresh.wait(WAIT, |c| c.keys() == live).await;
-        fresh.pump(Duration::from_millis(300)).await;
-        assert_eq!(fresh.keys(), live);
-    }
+    fresh_joiners_see(&[&a, &b], &live).await;
 }

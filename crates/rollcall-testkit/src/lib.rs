@@ -2,7 +2,7 @@
 
 mod redis_cluster;
 
-pub use redis_cluster::{RedisCluster, cli as redis_cli};
+pub use redis_cluster::{RedisCluster, cli as redis_cli, client_ids_where};
 
 /// The URL in environment variable `var`, for tests that need a real service.
 ///

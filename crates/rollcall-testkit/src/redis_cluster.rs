@@ -38,6 +38,25 @@ pub fn cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
+/// The ids of the clients in a `CLIENT LIST` reply whose `field` value satisfies `keep`.
+pub fn client_ids_where(
+    client_list: &str,
+    field: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    client_list
+        .lines()
+        .filter_map(|line| {
+            let value = |name: &str| {
+                line.split(' ')
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+            };
+            let (id, v) = (value("id")?, value(field)?);
+            keep(v).then(|| id.to_string())
+        })
+        .collect()
+}
+
 impl RedisCluster {
     /// Starts three masters and joins them into one cluster. `None` (the test skips) when
     /// Redis tests are not enabled (`REDIS_URL` unset, see [`service_url`]); panics if the

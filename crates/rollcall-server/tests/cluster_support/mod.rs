@@ -288,3 +288,74 @@ fn add(model: &mut BTreeMap<String, BTreeSet<String>>, groups: &Value) {
 pub fn expect(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
     pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
 }
+
+/// The node-death scenario, on three started nodes of one cluster (`node_timeout` 2 s): two
+/// users on `b`, watchers on `a` and `c`; `b` is killed with SIGKILL; both watchers see each
+/// user leave exactly once, a newcomer sees nobody from the dead node, and exactly one survivor
+/// reaped it.
+pub async fn killed_node_s_users_leave_once(a: &Node, b: &mut Node, c: &Node) {
+    let wait = Duration::from_secs(5);
+    let mut watch_a = Client::join(a, "room", "watcher-a").await;
+    let mut watch_c = Client::join(c, "room", "watcher-c").await;
+    let mut b1 = Client::join(b, "room", "bob").await;
+    let mut b2 = Client::join(b, "room", "carol").await;
+    b1.track(json!({})).await;
+    b2.track(json!({})).await;
+    let both = expect(&[("bob", 1), ("carol", 1)]);
+    watch_a.wait(wait, |c| c.keys() == both).await;
+    watch_c.wait(wait, |c| c.keys() == both).await;
+    b.kill9();
+    let started = Instant::now();
+    // node_timeout 2 s + a reaper period, with slack for a loaded 2-core CI box (this
+    // checks that the leave happens, not how fast)
+    for w in [&mut watch_a, &mut watch_c] {
+        w.wait(Duration::from_secs(15), |c| c.keys().is_empty())
+            .await;
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "leaves took {took:?}");
+    // nothing more arrives: each ref left exactly once on each client
+    watch_a.pump(Duration::from_millis(1500)).await;
+    watch_c.pump(Duration::from_millis(1500)).await;
+    for w in [&watch_a, &watch_c] {
+        assert_eq!(w.leaves.len(), 2, "{:?}", w.leaves);
+        assert!(
+            w.leaves.values().all(|n| *n == 1),
+            "duplicate leave: {:?}",
+            w.leaves
+        );
+    }
+    let late = Client::join(a, "room", "late").await;
+    assert!(late.keys().is_empty(), "{:?}", late.keys());
+    let reaped = a.metric("rollcall_redis_nodes_reaped_total").await
+        + c.metric("rollcall_redis_nodes_reaped_total").await;
+    assert_eq!(reaped, 1, "exactly one survivor removes the dead node");
+}
+
+/// The clients of the outage scenarios on nodes `a` and `b`: watchers `wa` on `a` and `wb` on
+/// `b`, and on `b` the users `stay` and `go`, tracked and seen by `wa`.
+pub async fn outage_clients(a: &Node, b: &Node) -> [Client; 4] {
+    let wa = Client::join(a, "room", "wa").await;
+    let wb = Client::join(b, "room", "wb").await;
+    let mut stay = Client::join(b, "room", "stay").await;
+    let mut go = Client::join(b, "room", "go").await;
+    stay.track(json!({})).await;
+    go.track(json!({})).await;
+    let mut wa = wa;
+    let before = expect(&[("go", 1), ("stay", 1)]);
+    wa.wait(Duration::from_secs(5), |c| c.keys() == before)
+        .await;
+    [wa, wb, stay, go]
+}
+
+/// Fresh joiners on each of `nodes` get exactly `live` in their state, and nothing after.
+pub async fn fresh_joiners_see(nodes: &[&Node], live: &BTreeMap<String, usize>) {
+    for n in nodes {
+        let mut fresh = Client::join(n, "room", "fresh").await;
+        fresh
+            .wait(Duration::from_secs(5), |c| c.keys() == *live)
+            .await;
+        fresh.pump(Duration::from_millis(300)).await;
+        assert_eq!(fresh.keys(), *live);
+    }
+}
