@@ -407,6 +407,11 @@ impl Cluster {
             .into_iter()
             .filter(|n| *n != self.cfg.node_id)
             .collect();
+        if nodes.is_empty() && marker.is_none() {
+            // Nothing to read: Redis refuses an empty pipeline ("empty command").
+            self.succeeded();
+            return Ok(HashMap::new());
+        }
         let mut pipe = redis::pipe();
         for n in &nodes {
             pipe.cmd("HGETALL").arg(self.keys.topic_hash(topic, n));
@@ -420,11 +425,6 @@ impl Cluster {
                 .arg(self.keys.channel(topic))
                 .arg(msg.encode())
                 .ignore();
-        }
-        if nodes.is_empty() && marker.is_none() {
-            // Nothing to read: Redis refuses an empty pipeline ("empty command").
-            self.succeeded();
-            return Ok(HashMap::new());
         }
         let hashes: Vec<HashMap<String, Vec<u8>>> = pipe
             .query_async(&mut con)

@@ -25,7 +25,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::SingleNodeRoutingInfo;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-use crate::shards::SlotOwners;
+use crate::shards::{OwnerMap, SlotOwners};
 use crate::slot;
 
 /// How to connect: one server, or the seed nodes of a Redis Cluster.
@@ -133,27 +133,28 @@ impl redis::aio::ConnectionLike for Con {
             Con::Single(c) => return c.req_packed_commands(pipeline, offset, count),
             Con::Cluster(c, owners) => (c, owners.clone()),
         };
-        let groups = split_by_slot(pipeline);
-        // A transaction (offset > 0) must be one slot anyway; one group needs no splitting.
-        if offset != 0 || groups.len() <= 1 {
+        let cmds: Vec<&Cmd> = pipeline.cmd_iter().collect();
+        let slots: Vec<Option<u16>> = cmds.iter().map(|c| slot::of_command(c)).collect();
+        // A transaction (offset > 0) must be one slot anyway; one slot needs no splitting.
+        if offset != 0 || slots.windows(2).all(|w| w[0] == w[1]) {
             return c.req_packed_commands(pipeline, offset, count);
         }
         let mut c = c.clone();
         async move {
-            let mut out = vec![Value::Nil; pipeline.len()];
+            let mut out = vec![Value::Nil; cmds.len()];
             let rest = match owners.get(&mut c).await {
-                Some(map) => {
-                    per_master(&c, &owners, &map.addrs, groups, &mut out, |s| map.owner(s)).await?
-                }
-                None => groups,
+                Some(map) => per_master(&c, &owners, &map, &cmds, &slots, &mut out).await?,
+                None => (0..cmds.len()).collect(),
             };
-            let parts = rest.into_iter().map(|(_, at, part)| {
-                let mut c = c.clone();
-                async move {
-                    let values = c.req_packed_commands(&part, 0, at.len()).await?;
-                    Ok::<_, redis::RedisError>((at, values))
-                }
-            });
+            let parts = group_by(&cmds, rest, |i| slots[i])
+                .into_iter()
+                .map(|(_, at, part)| {
+                    let mut c = c.clone();
+                    async move {
+                        let values = c.req_packed_commands(&part, 0, at.len()).await?;
+                        Ok::<_, redis::RedisError>((at, values))
+                    }
+                });
             for (at, values) in futures_util::future::try_join_all(parts).await? {
                 for (i, v) in at.into_iter().zip(values) {
                     out[i] = v;
@@ -172,80 +173,60 @@ impl redis::aio::ConnectionLike for Con {
     }
 }
 
-/// Commands of a pipeline to send together: their positions in it, and them.
-type Group = (Vec<usize>, Pipeline);
-
-/// A [`Group`] of one slot (`None`: commands without a key).
-type SlotGroup = (Option<u16>, Vec<usize>, Pipeline);
-
-/// Sends the slot groups whose master `owner` knows as one pipeline per master, writing the
-/// answers into `out`; returns the groups left for the per-slot path: slots without a known
-/// master, and commands a master redirected or could not be sent to (nothing ran for them).
+/// Sends the commands whose slot has a known master as one pipeline per master, writing
+/// their answers into `out`; returns the positions left for the per-slot path, in order:
+/// commands without a known master, and those a master redirected or could not be sent to.
 async fn per_master(
     c: &ClusterConnection,
     owners: &SlotOwners,
-    addrs: &[(String, u16)],
-    groups: Vec<SlotGroup>,
+    map: &OwnerMap,
+    cmds: &[&Cmd],
+    slots: &[Option<u16>],
     out: &mut [Value],
-    owner: impl Fn(u16) -> Option<usize>,
-) -> Result<Vec<SlotGroup>, redis::RedisError> {
-    let mut masters: Vec<Group> = addrs.iter().map(|_| (Vec::new(), redis::pipe())).collect();
+) -> Result<Vec<usize>, redis::RedisError> {
     let mut rest = Vec::new();
-    for (slot, at, part) in groups {
-        match slot.and_then(&owner) {
-            Some(n) => {
-                let g = &mut masters[n];
-                for (i, cmd) in at.iter().zip(part.cmd_iter()) {
-                    g.0.push(*i);
-                    g.1.add_command(cmd.clone());
-                }
-            }
-            None => rest.push((slot, at, part)),
-        }
-    }
-    let sends = masters
-        .into_iter()
-        .zip(addrs.iter().cloned())
-        .filter(|((at, _), _)| !at.is_empty())
-        .map(|((at, part), (host, port))| {
-            let mut c = c.clone();
-            async move {
-                let to = SingleNodeRoutingInfo::ByAddress { host, port };
-                let r = c.route_pipeline(part.clone(), 0, at.len(), to).await;
-                (at, part, r)
-            }
+    let mut sends = Vec::new();
+    for (owner, at, part) in group_by(cmds, 0..cmds.len(), |i| slots[i].and_then(|s| map.owner(s)))
+    {
+        let Some(n) = owner else {
+            rest.extend(at);
+            continue;
+        };
+        let (host, port) = map.addrs[n].clone();
+        let mut c = c.clone();
+        sends.push(async move {
+            let to = SingleNodeRoutingInfo::ByAddress { host, port };
+            let r = c.route_pipeline(part, 0, at.len(), to).await;
+            (at, r)
         });
-    let mut again = redis::pipe();
-    let mut again_at = Vec::new();
-    for (at, part, r) in futures_util::future::join_all(sends).await {
+    }
+    let mut stale = false;
+    for (at, r) in futures_util::future::join_all(sends).await {
         let values = match r {
-            Ok(values) => Some(values),
+            Ok(values) => values,
             // A redirect (stale map), or no connection to that master (any more).
             Err(e)
                 if e.is_cluster_error()
                     || e.kind() == redis::ErrorKind::ClusterConnectionNotFound =>
             {
-                None
+                Vec::new()
             }
             Err(e) => return Err(e),
         };
-        for (k, (i, cmd)) in at.into_iter().zip(part.cmd_iter()).enumerate() {
-            match values.as_ref().and_then(|v| v.get(k)) {
+        for (k, i) in at.into_iter().enumerate() {
+            match values.get(k) {
                 Some(v) if !redirected(v) => out[i] = v.clone(),
                 _ => {
-                    again.add_command(cmd.clone());
-                    again_at.push(i);
+                    stale = true;
+                    rest.push(i);
                 }
             }
         }
     }
-    if !again_at.is_empty() {
+    if stale {
         owners.invalidate();
-        for (slot, at, part) in split_by_slot(&again) {
-            let at = at.into_iter().map(|k| again_at[k]).collect();
-            rest.push((slot, at, part));
-        }
     }
+    rest.sort_unstable();
     Ok(rest)
 }
 
@@ -255,21 +236,32 @@ fn redirected(v: &Value) -> bool {
         if matches!(e.code(), "MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN"))
 }
 
-/// The commands of `pipeline` grouped by slot, each group with its slot and the positions of
-/// its commands in the pipeline, in order. Commands without a key form one group of their own.
-fn split_by_slot(pipeline: &Pipeline) -> Vec<SlotGroup> {
-    let mut groups: HashMap<Option<u16>, Group> = HashMap::new();
-    for (i, cmd) in pipeline.cmd_iter().enumerate() {
+/// The commands of `cmds` at positions `at` grouped by `key`, each group with its key and the
+/// positions of its commands, in the order of `at`.
+fn group_by<K: Eq + std::hash::Hash>(
+    cmds: &[&Cmd],
+    at: impl IntoIterator<Item = usize>,
+    key: impl Fn(usize) -> K,
+) -> Vec<(K, Vec<usize>, Pipeline)> {
+    let mut groups: HashMap<K, (Vec<usize>, Pipeline)> = HashMap::new();
+    for i in at {
         let g = groups
-            .entry(slot::of_command(cmd))
+            .entry(key(i))
             .or_insert_with(|| (Vec::new(), redis::pipe()));
         g.0.push(i);
-        g.1.add_command(cmd.clone());
+        g.1.add_command(cmds[i].clone());
     }
     groups
         .into_iter()
-        .map(|(slot, (at, part))| (slot, at, part))
+        .map(|(k, (at, part))| (k, at, part))
         .collect()
+}
+
+/// The commands of `pipeline` grouped by slot (`None`: commands without a key).
+#[cfg(test)]
+fn split_by_slot(pipeline: &Pipeline) -> Vec<(Option<u16>, Vec<usize>, Pipeline)> {
+    let cmds: Vec<&Cmd> = pipeline.cmd_iter().collect();
+    group_by(&cmds, 0..cmds.len(), |i| slot::of_command(cmds[i]))
 }
 
 #[cfg(test)]

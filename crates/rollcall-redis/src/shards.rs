@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use redis::Value;
 use redis::cluster_async::ClusterConnection;
 
+use crate::cluster::lock;
+
 /// Slot ranges and their masters.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct OwnerMap {
@@ -84,7 +86,7 @@ impl SlotOwners {
     /// The map, read from the cluster if missing and not tried within the last second.
     pub(crate) async fn get(&self, c: &mut ClusterConnection) -> Option<Arc<OwnerMap>> {
         {
-            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut s = lock(&self.state);
             if let Some(m) = &s.0 {
                 return Some(m.clone());
             }
@@ -99,23 +101,19 @@ impl SlotOwners {
             .await
             .ok()?;
         let map = Arc::new(OwnerMap::parse(&reply)?);
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).0 = Some(map.clone());
+        lock(&self.state).0 = Some(map.clone());
         Some(map)
     }
 
     /// Drops the map (a redirect showed it stale); the next [`SlotOwners::get`] reads it again.
     pub(crate) fn invalidate(&self) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).0 = None;
+        lock(&self.state).0 = None;
     }
 
     /// Whether a map is held.
     #[cfg(test)]
     pub(crate) fn is_known(&self) -> bool {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .is_some()
+        lock(&self.state).0.is_some()
     }
 
     /// Replaces the map with one that sends every slot to `addr` (stale on purpose).
@@ -125,7 +123,7 @@ impl SlotOwners {
             ranges: vec![(0, crate::slot::SLOTS - 1, 0)],
             addrs: vec![addr],
         };
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).0 = Some(Arc::new(map));
+        lock(&self.state).0 = Some(Arc::new(map));
     }
 }
 

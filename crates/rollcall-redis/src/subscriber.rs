@@ -1,5 +1,5 @@
-//! The pub/sub task (on a Redis Cluster, `sharded.rs` instead): one connection subscribed to the channel of every topic with local
-//! subscribers. Pub/sub delivers at most once, so every (re)connection resubscribes all
+//! The pub/sub task (on a Redis Cluster, `sharded.rs` instead): one connection subscribed to
+//! the channel of every topic with local subscribers. Pub/sub delivers at most once, so every (re)connection resubscribes all
 //! topics and reloads their views (see `view.rs`): whatever was missed while disconnected
 //! shows up as the difference between the old view and the reloaded one.
 

@@ -215,15 +215,11 @@ impl Hub {
     pub(crate) fn handle_events(&self, out: &mut Outputs) {
         for e in out.events.drain(..) {
             // A channel send: never blocks the socket or timer task calling us.
-            let (StatusEvent::Login { at, .. }
-            | StatusEvent::Logout { at, .. }
-            | StatusEvent::Idle { at, .. }
-            | StatusEvent::Active { at, .. }) = &e;
+            let (StatusEvent::Login { key, at, .. }
+            | StatusEvent::Logout { key, at, .. }
+            | StatusEvent::Idle { key, at, .. }
+            | StatusEvent::Active { key, at, .. }) = &e;
             crate::persist::record(self, &e, self.to_unix_ms(*at));
-            let (StatusEvent::Login { key, .. }
-            | StatusEvent::Logout { key, .. }
-            | StatusEvent::Idle { key, .. }
-            | StatusEvent::Active { key, .. }) = &e;
             self.bus.status_changed(key.as_str());
             match &e {
                 StatusEvent::Login { key, .. } => {

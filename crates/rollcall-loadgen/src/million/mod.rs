@@ -268,7 +268,6 @@ pub async fn million(args: MillionArgs) -> anyhow::Result<MillionReport> {
         series::Targets {
             nodes: node_targets(&cluster),
             workers: fleet.pids(),
-            redis_pids: redis.pids.clone(),
             phase: "ramp".into(),
         },
         redis.clone(),
@@ -324,7 +323,6 @@ async fn scenario(
     let quiet = args.quiet;
     let n_nodes = cluster.addrs.len();
     let redis_cpu = || redis.usage().1;
-    let redis_ops = || redis.commands();
     let (_, cpu_ramp0) = usage_of(&cluster.pids());
     let ramp_t = Instant::now();
     fleet.ramp().await?;
@@ -341,17 +339,19 @@ async fn scenario(
     );
 
     sampler.phase("hold");
-    let by_server0 = redis.commands_by_server();
-    let (hold_cpu0, redis_cpu0, ops0, hold_t) =
-        (cpu_ramp1, redis_cpu(), redis_ops(), Instant::now());
+    let (hold_cpu0, redis_cpu0, ops0, hold_t) = (
+        cpu_ramp1,
+        redis_cpu(),
+        redis.commands_by_server(),
+        Instant::now(),
+    );
     let reports = fleet.steady().await?;
     let hold_s = hold_t.elapsed().as_secs_f64();
     let (_, hold_cpu1) = usage_of(&cluster.pids());
-    let (redis_cpu1, ops1) = (redis_cpu(), redis_ops());
-    let by_server: Vec<f64> = redis
-        .commands_by_server()
+    let (redis_cpu1, ops1) = (redis_cpu(), redis.commands_by_server());
+    let by_server: Vec<f64> = ops1
         .iter()
-        .zip(&by_server0)
+        .zip(&ops0)
         .map(|(b, a)| b.saturating_sub(*a) as f64 / hold_s.max(1e-9))
         .collect();
     let steady = merge(load, &reports);
@@ -496,7 +496,7 @@ async fn scenario(
         hold_s,
         hold_nodes_cores: (hold_cpu1 - hold_cpu0) / hold_s.max(1e-9),
         hold_redis_cores: (redis_cpu1 - redis_cpu0) / hold_s.max(1e-9),
-        hold_redis_ops_per_s: (ops1 - ops0) / hold_s.max(1e-9),
+        hold_redis_ops_per_s: by_server.iter().sum(),
         hold_redis_ops_per_s_by_server: by_server,
         heartbeats_per_s: steady.heartbeats_per_s,
         heartbeat_rtt: steady.heartbeat_rtt,

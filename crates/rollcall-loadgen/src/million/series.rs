@@ -48,8 +48,6 @@ pub struct Targets {
     pub nodes: Vec<(SocketAddr, u32)>,
     /// Worker pids.
     pub workers: Vec<u32>,
-    /// Redis pids (every master of a Redis Cluster).
-    pub redis_pids: Vec<u32>,
     /// Current phase label.
     pub phase: String,
 }
@@ -120,7 +118,7 @@ fn sample(t: &Targets, redis: &Shards, t0: Instant) -> (Point, (f64, f64, f64)) 
     let pids: Vec<u32> = t.nodes.iter().map(|n| n.1).collect();
     let (nodes_rss, nodes_cpu) = usage_of(&pids);
     let (workers_rss, _) = usage_of(&t.workers);
-    let (redis_rss, redis_cpu) = usage_of(&t.redis_pids);
+    let (redis_rss, redis_cpu) = redis.usage();
     let ops = redis.commands();
     let connections = t
         .nodes
